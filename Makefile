@@ -1,0 +1,31 @@
+# Quick start: `make run` (install + a short default run), `make test` (install + the whole test suite).
+# Both create or refresh the virtual environment in $(VENV) first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.aegir-installed
+# Extra Hydra overrides for `make run`, e.g. `make run ARGS="trainer.max_steps=100"`.
+ARGS ?=
+# Extra pytest arguments for `make test`, e.g. `make test PYTEST_ARGS="-k rwkv7"`.
+PYTEST_ARGS ?=
+
+.PHONY: install run test bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml scripts/install_torch.sh
+	test -x $(PY) || python3 -m venv $(VENV)
+	scripts/install_torch.sh $(PY)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+run: install
+	$(PY) run.py $(ARGS)
+
+test: install
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m aegir.bench rwkv7
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,283 @@
+"""Structured-config schemas: every key a run accepts, with its type.
+
+The YAML files under `conf/` carry the documentation and the defaults; these dataclasses carry the *types* and the
+set of allowed keys. `validate(cfg)` merges a composed config into the schemas, so a misspelt key or a value of the
+wrong type fails before any work starts with one line naming the key and what is allowed (exit status 2 from the
+entry points). Sections whose shape depends on a choice (`model.arch`, `task.name`, `algo.name`) pick their schema
+from that discriminator, so later issues add a dataclass and a registry entry instead of editing a union.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Optional, get_type_hints
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from aegir.errors import InputError
+
+
+# --------------------------------------------------------------------------------------------------- model
+@dataclass
+class RWKV7ModelConfig:
+    arch: str = "rwkv7"
+    name: str = "rwkv7_nano"
+    vocab_size: int = 512
+    d_model: int = 128
+    n_layers: int = 4
+    head_size: int = 32
+    tie_embeddings: bool = True
+    pretrained: Optional[str] = None
+
+
+MODEL_SCHEMAS: dict[str, type] = {"rwkv7": RWKV7ModelConfig}
+
+
+# --------------------------------------------------------------------------------------------------- task
+@dataclass
+class PretrainDataConfig:
+    source: str = "synthetic"
+    path: Optional[str] = None
+    n_documents: int = 1500
+    val_fraction: float = 0.1
+
+
+@dataclass
+class PretrainTaskConfig:
+    name: str = "pretrain"
+    data: PretrainDataConfig = field(default_factory=PretrainDataConfig)
+    seq_len: int = 256
+    batch_size: int = 16
+    val_windows: int = 64
+    val_batch_size: int = 32
+
+
+TASK_SCHEMAS: dict[str, type] = {"pretrain": PretrainTaskConfig}
+
+
+# --------------------------------------------------------------------------------------------------- arm
+@dataclass
+class ArmConfig:
+    name: str = "full"
+    description: str = ""
+
+
+ARMS = ("full", "no_ontology", "no_schema")
+
+
+# --------------------------------------------------------------------------------------------------- algo
+@dataclass
+class LMAlgoConfig:
+    name: str = "lm"
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.99
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    w0_lr_mult: float = 2.0
+
+
+ALGO_SCHEMAS: dict[str, type] = {"lm": LMAlgoConfig}
+
+
+# --------------------------------------------------------------------------------------------------- the rest
+@dataclass
+class TrainerConfig:
+    name: str = "cpu"
+    accelerator: str = "cpu"
+    devices: Any = 1
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    max_steps: int = 300
+    val_check_interval: int = 50
+    log_every_n_steps: int = 10
+    accumulate_grad_batches: int = 1
+    deterministic: bool = True
+    enable_progress_bar: bool = True
+    num_threads: Optional[int] = None
+
+
+@dataclass
+class TensorBoardConfig:
+    enabled: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    tensorboard: TensorBoardConfig = field(default_factory=TensorBoardConfig)
+
+
+@dataclass
+class CheckpointConfig:
+    monitor: str = "val/bpb"
+    mode: str = "min"
+    save_last: bool = True
+
+
+@dataclass
+class CallbacksConfig:
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    progress_bar: str = "tqdm"
+
+
+@dataclass
+class PathsConfig:
+    output_root: str = "outputs"
+
+
+@dataclass
+class ObjectiveConfig:
+    metric: str = "val/bpb"
+    mode: str = "min"
+
+
+@dataclass
+class GateConfig:
+    metric: str = "???"
+    op: str = "<"
+    value: float = 0.0
+
+
+@dataclass
+class StageConfig:
+    overrides: list[str] = field(default_factory=list)
+    init_from: Optional[str] = "previous"
+
+
+@dataclass
+class RootConfig:
+    name: str = "run"
+    seed: int = 42
+    data_seed: int = 0
+    tags: list[str] = field(default_factory=list)
+    notes: str = ""
+    resume: bool = False
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    arm: ArmConfig = field(default_factory=ArmConfig)
+
+
+# Sections validated by a discriminator key rather than by RootConfig.
+_DISCRIMINATED = {"model": ("arch", MODEL_SCHEMAS), "task": ("name", TASK_SCHEMAS), "algo": ("name", ALGO_SCHEMAS)}
+# Sections whose keys are free-form names validated entry by entry.
+_NAMED = {"gates", "stages"}
+_HYDRA_KEYS = {"hydra"}
+GATE_OPS = ("<", "<=", ">", ">=", "==", "!=")
+
+
+def allowed_keys(path: str) -> list[str]:
+    """Keys allowed at a dotted config path (for error messages), or [] if the path is not a structured section."""
+    parts = [p for p in path.split(".") if p]
+    if not parts:
+        return sorted([f.name for f in fields(RootConfig)] + list(_DISCRIMINATED) + sorted(_NAMED))
+    head, rest = parts[0], parts[1:]
+    schema: Any = next(iter(_DISCRIMINATED[head][1].values())) if head in _DISCRIMINATED else RootConfig
+    for part in rest if head in _DISCRIMINATED else parts:
+        schema = get_type_hints(schema).get(part) if is_dataclass(schema) else None
+    return sorted(f.name for f in fields(schema)) if is_dataclass(schema) else []
+
+
+def _fail(key: str, message: str) -> None:
+    raise InputError(f"config error: {key}: {message}")
+
+
+def _merge_section(schema: type, node: Any, prefix: str) -> DictConfig:
+    """Merge one config section into its schema, translating OmegaConf's multi-line errors into one line."""
+    try:
+        return OmegaConf.merge(OmegaConf.structured(schema), node)
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or ""
+        full = ".".join(part for part in (prefix, key) if part)
+        msg = str(err).splitlines()[0]
+        if "not in struct" in str(err) or "Key '" in msg and "not in" in msg:
+            parent = full.rsplit(".", 1)[0] if "." in full else ""
+            allowed = sorted(f.name for f in fields(schema)) if parent == prefix else allowed_keys(parent)
+            _fail(full, f"unknown key; allowed keys here: {', '.join(allowed)}")
+        _fail(full, msg)
+    raise AssertionError("unreachable")
+
+
+def validate(cfg: DictConfig) -> DictConfig:
+    """Return a typed, struct-mode copy of a composed config, or raise InputError naming the bad key."""
+    container = OmegaConf.to_container(cfg, resolve=False)
+    assert isinstance(container, dict)
+    out: dict[str, Any] = {}
+    root_names = {f.name for f in fields(RootConfig)}
+    for key in container:
+        if key not in root_names and key not in _DISCRIMINATED and key not in _NAMED and key not in _HYDRA_KEYS:
+            _fail(key, f"unknown top-level key; allowed: {', '.join(allowed_keys(''))}")
+    root_part = {k: v for k, v in container.items() if k in root_names}
+    out.update(OmegaConf.to_container(_merge_section(RootConfig, root_part, ""), resolve=False))  # type: ignore[arg-type]
+    for section, (disc, registry) in _DISCRIMINATED.items():
+        node = container.get(section)
+        if not isinstance(node, dict):
+            _fail(section, "missing; choose one from its config group, e.g. `" + section + "=...`")
+        kind = node.get(disc)
+        if kind not in registry:
+            _fail(f"{section}.{disc}", f"'{kind}' is not one of: {', '.join(sorted(registry))}")
+        out[section] = OmegaConf.to_container(_merge_section(registry[kind], node, section), resolve=False)
+    out["gates"] = _validate_gates(container.get("gates") or {})
+    out["stages"] = _validate_stages(container.get("stages") or {})
+    if out["arm"]["name"] not in ARMS:
+        _fail("arm.name", f"'{out['arm']['name']}' is not one of: {', '.join(ARMS)}")
+    if "hydra" in container:
+        out["hydra"] = container["hydra"]
+    typed = OmegaConf.create(out)
+    try:
+        # Resolve every interpolation now so a dangling `${...}` fails here and not mid-run.
+        OmegaConf.to_container(OmegaConf.masked_copy(typed, [k for k in typed if k != "hydra"]), resolve=True)
+    except OmegaConfBaseException as err:
+        _fail(getattr(err, "full_key", "") or "?", str(err).splitlines()[0])
+    OmegaConf.set_struct(typed, True)
+    return typed
+
+
+def _validate_gates(node: Any) -> dict[str, Any]:
+    if not isinstance(node, dict):
+        _fail("gates", "must be a mapping of gate names to {metric, op, value} plus an optional `required` flag")
+    out: dict[str, Any] = {"required": False}
+    for name, spec in node.items():
+        if name == "required":
+            if not isinstance(spec, bool):
+                _fail("gates.required", f"must be true or false, got {spec!r}")
+            out["required"] = spec
+            continue
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
+            _fail(f"gates.{name}", "gate names may use letters, digits, '_', '.', '-'")
+        gate = OmegaConf.to_container(_merge_section(GateConfig, spec, f"gates.{name}"))
+        assert isinstance(gate, dict)
+        if gate["metric"] == "???":
+            _fail(f"gates.{name}.metric", "missing; name the metric to check, e.g. val/bpb")
+        if gate["op"] not in GATE_OPS:
+            _fail(f"gates.{name}.op", f"'{gate['op']}' is not one of: {' '.join(GATE_OPS)}")
+        out[name] = gate
+    return out
+
+
+def _validate_stages(node: Any) -> dict[str, Any]:
+    if not isinstance(node, dict):
+        _fail("stages", "must be a mapping of stage names to {overrides, init_from}")
+    out: dict[str, Any] = {}
+    names: list[str] = []
+    for name, spec in node.items():
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", str(name)):
+            _fail(f"stages.{name}", "stage names may use letters, digits, '_', '-'")
+        stage = OmegaConf.to_container(_merge_section(StageConfig, spec or {}, f"stages.{name}"))
+        assert isinstance(stage, dict)
+        src = stage["init_from"]
+        if src not in (None, "previous") and src not in names:
+            _fail(f"stages.{name}.init_from", f"'{src}' is not an earlier stage; earlier: {', '.join(names) or 'none'}")
+        if src == "previous" and not names:
+            stage["init_from"] = None
+        out[name] = stage
+        names.append(name)
+    return out

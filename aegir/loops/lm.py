@@ -1,0 +1,162 @@
+"""Lightning module for byte-level language modelling (pretraining now, SFT later): next-byte cross-entropy.
+
+Only orchestration lives here: the model is any module mapping ids [B, T] to (logits [B, T, V], state), the data
+are byte windows from `aegir.tasks.pretrain.windows`, the schedule is a pure function below.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aegir.tasks.pretrain.windows import RandomWindowBatches
+
+LN2 = math.log(2.0)
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:
+    """LR multiplier: linear warm-up from 0 to 1 over `warmup_steps`, then cosine decay to `min_ratio` at
+    `total_steps` (held there afterwards)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def parameter_groups(model: nn.Module, lr: float, weight_decay: float, w0_lr_mult: float) -> list[dict[str, Any]]:
+    """AdamW groups: decay on weight matrices only (not norms, biases, token-shift mixes or embeddings, as in
+    the RWKV recipe); the RWKV-7 decay bias `w0` at `w0_lr_mult` x lr."""
+    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    decay, no_decay, w0 = [], [], []
+    seen: set[int] = set()
+    for name, param in model.named_parameters():
+        if not param.requires_grad or id(param) in seen:
+            continue
+        seen.add(id(param))
+        if name.rsplit(".", 1)[-1] == "w0":
+            w0.append(param)
+        elif param.ndim >= 2 and id(param) not in embedding_ids:
+            decay.append(param)
+        else:
+            no_decay.append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay, "lr": lr},
+              {"params": no_decay, "weight_decay": 0.0, "lr": lr},
+              {"params": w0, "weight_decay": 0.0, "lr": lr * w0_lr_mult}]
+    return [g for g in groups if g["params"]]
+
+
+def next_byte_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy in nats per byte; `reduction="none"` keeps [B, T] for per-window statistics."""
+    return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),
+                           reduction=reduction).reshape(targets.shape if reduction == "none" else ())
+
+
+class ByteLMModule(L.LightningModule):
+    """Next-byte prediction with AdamW + warm-up/cosine; logs train/loss, train/bpb, val/loss, val/bpb."""
+
+    def __init__(self, model: nn.Module, train_bytes: torch.Tensor, val_windows: torch.Tensor, *, seq_len: int,
+                 batch_size: int, val_batch_size: int, seed: int, lr: float, min_lr_ratio: float,
+                 warmup_steps: int, weight_decay: float, betas: tuple[float, float], eps: float,
+                 w0_lr_mult: float, total_steps: int) -> None:
+        super().__init__()
+        self.model = model
+        self.train_bytes = train_bytes
+        self.val_windows = val_windows
+        self.seq_len = seq_len
+        self.batch_size = batch_size
+        self.val_batch_size = val_batch_size
+        self.seed = seed
+        self.lr, self.min_lr_ratio, self.warmup_steps = lr, min_lr_ratio, warmup_steps
+        self.weight_decay, self.betas, self.eps, self.w0_lr_mult = weight_decay, betas, eps, w0_lr_mult
+        self.total_steps = total_steps
+        self._val_sum = 0.0
+        self._val_count = 0
+        self._last_batch_time: float | None = None
+
+    # ------------------------------------------------------------------ data
+    def train_dataloader(self) -> RandomWindowBatches:
+        # Requested after a checkpoint is restored, so global_step is the resumed step here.
+        accumulate = self.trainer.accumulate_grad_batches
+        return RandomWindowBatches(self.train_bytes, self.seq_len, self.batch_size, self.seed,
+                                   rank=self.trainer.global_rank,
+                                   start_index=lambda: self.trainer.global_step * accumulate)
+
+    def val_dataloader(self) -> list[torch.Tensor]:
+        return list(torch.split(self.val_windows, self.val_batch_size))
+
+    # ------------------------------------------------------------------ steps
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        logits, _ = self.model(ids)
+        return logits
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        loss = next_byte_loss(self(inputs), targets)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/bpb", loss / LN2)
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"])  # type: ignore[union-attr]
+        return loss
+
+    def on_train_batch_start(self, batch: torch.Tensor, batch_idx: int) -> None:
+        self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: torch.Tensor, batch_idx: int) -> None:
+        elapsed = time.perf_counter() - self._batch_start
+        if elapsed > 0:
+            world = self.trainer.world_size
+            self.log("perf/bytes_per_s", batch[:, 1:].numel() * world / elapsed)
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_sum, self._val_count = 0.0, 0
+
+    def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        losses = next_byte_loss(self(inputs), targets, reduction="none")
+        self._val_sum += float(losses.sum())
+        self._val_count += losses.numel()
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_count == 0:
+            return
+        loss = self._val_sum / self._val_count
+        # Every rank scores the same fixed windows, so the mean needs no cross-rank reduction.
+        self.log("val/loss", loss, sync_dist=False)
+        self.log("val/bpb", loss / LN2, prog_bar=True, sync_dist=False)
+
+    # ------------------------------------------------------------------ optimisation
+    def configure_optimizers(self) -> dict[str, Any]:
+        groups = parameter_groups(self.model, self.lr, self.weight_decay, self.w0_lr_mult)
+        optimizer = torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, eps=self.eps)
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, self.warmup_steps, self.total_steps, self.min_lr_ratio))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_train_end(self) -> None:
+        """Under DDP, record how far the ranks' parameters drifted apart (0 when they stayed in sync)."""
+        if self.trainer.world_size < 2:
+            return
+        flat = torch.cat([p.detach().float().reshape(-1) for p in self.model.parameters()])
+        gathered = self.trainer.strategy.all_gather(flat)
+        drift = float((gathered - gathered[0:1]).abs().max())
+        for logger in self.loggers:
+            logger.log_metrics({"ddp/param_max_abs_diff": drift}, step=self.trainer.global_step)
+
+
+@torch.no_grad()
+def evaluate_windows(model: nn.Module, windows: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Mean next-byte loss (nats) of every window, [n_windows]: the per-window numbers behind val/bpb's CI."""
+    was_training = model.training
+    model.eval()
+    per_window = []
+    for batch in torch.split(windows, batch_size):
+        logits, _ = model(batch[:, :-1])
+        per_window.append(next_byte_loss(logits, batch[:, 1:], reduction="none").mean(dim=1))
+    model.train(was_training)
+    return torch.cat(per_window)

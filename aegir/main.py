@@ -1,0 +1,375 @@
+"""run(cfg) -> objective: build everything a config describes, fit, evaluate, gate, and write the run directory.
+
+`run.py` (Hydra) and the sweep driver both call `run`. One stage by default; `stages:` chains several, each in its
+own sub-directory, a stage initialised from an earlier stage's best checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from aegir import hydra_resolvers
+from aegir.config import validate
+from aegir.errors import InputError
+from aegir.eval.gates import GATE_FAILED_EXIT_CODE, evaluate_gates, gate_metrics
+from aegir.eval.stats import mean_ci
+from aegir.rundir import (HistoryWriter, RunPaths, config_hash, git_state, hardware, package_versions, read_history,
+                          read_json, update_json, write_json_atomic)
+
+log = logging.getLogger("aegir")
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+LN2 = math.log(2.0)
+
+
+class GateFailedError(Exception):
+    """A gate failed under `gates.required=true`; raised after the run directory is complete."""
+
+    exit_code = GATE_FAILED_EXIT_CODE
+
+
+@dataclass
+class StageResult:
+    paths: RunPaths
+    objective: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------- entry
+def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> float:
+    """Run the experiment a composed config describes; return its objective value.
+
+    `overrides` are the command-line overrides the config was composed with (read from Hydra when omitted);
+    multi-stage experiments re-compose each stage from them plus the stage's own overrides.
+    """
+    hydra_resolvers.register()
+    run_dir = _run_dir(cfg)
+    try:
+        cfg = validate(cfg)
+        if overrides is None:
+            overrides = _hydra_overrides()
+        if cfg.stages:
+            result = _run_stages(cfg, list(overrides), RunPaths(run_dir))
+        else:
+            result = run_single(cfg, RunPaths(run_dir), overrides=list(overrides))
+    except InputError:
+        _remove_leftovers(run_dir)
+        raise
+    _report(result)
+    if result.summary.get("gates_required") and not result.summary.get("gates_passed", True):
+        failed = [n for n, v in result.summary.get("gates", {}).items() if not v["passed"]]
+        raise GateFailedError(f"required gate(s) failed: {', '.join(failed)} (details in {result.paths.summary})")
+    return result.objective
+
+
+def _hydra_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _run_dir(cfg: DictConfig) -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    stamp = datetime.now().strftime("%Y-%m-%d/%H-%M-%S.%f")
+    root = OmegaConf.select(cfg, "paths.output_root", default="outputs")
+    name = OmegaConf.select(cfg, "name", default="run")
+    return Path(root) / "runs" / f"{stamp}-{hydra_resolvers._uid()}_{name}_seed{cfg.get('seed', 0)}"
+
+
+def _remove_leftovers(run_dir: Path) -> None:
+    """After a config/input error, remove what Hydra wrote for this run (.hydra/, run.log) so no directory
+    that looks like a run is left behind. Never touches a directory that already holds a run."""
+    if not run_dir.is_dir() or (run_dir / "metadata.json").exists():
+        return
+    shutil.rmtree(run_dir / ".hydra", ignore_errors=True)
+    for log_file in run_dir.glob("*.log"):
+        log_file.unlink(missing_ok=True)
+    try:
+        run_dir.rmdir()
+    except OSError:
+        pass  # not empty: something else lives there (e.g. hydra.run.dir=.)
+
+
+def _is_rank_zero() -> bool:
+    """Before the Trainer exists, DDP ranks > 0 (launched by Lightning) are recognised by their environment."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0 and \
+        int(os.environ.get("NODE_RANK", "0")) == 0
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------------------------------- one stage
+def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (),
+               parent: dict[str, Any] | None = None, stage: dict[str, Any] | None = None) -> StageResult:
+    """Fit, evaluate and gate one stage in `paths`. Every input check happens before metadata.json exists."""
+    import lightning as L
+
+    from aegir.loops.lm import ByteLMModule
+    from aegir.models.build import build_model, count_parameters
+    from aegir.tasks.pretrain.task import prepare_pretrain_data
+
+    started = time.time()
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(int(cfg.trainer.num_threads))
+    resume_from = None
+    if cfg.resume and paths.last_ckpt.is_file():
+        resume_from = paths.last_ckpt
+    elif cfg.resume:
+        raise InputError(f"resume: no checkpoint to resume from at {paths.last_ckpt}")
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    log.info("preparing data: task=%s arm=%s data_seed=%d", cfg.task.name, cfg.arm.name, cfg.data_seed)
+    data = prepare_pretrain_data(cfg.task, arm=cfg.arm.name, data_seed=cfg.data_seed)
+    model = build_model(cfg.model)
+    n_params = count_parameters(model)
+    log.info("model %s (%s): %s parameters", cfg.model.name, cfg.model.arch, f"{n_params:,}")
+
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(resolved, dict)
+    if _is_rank_zero():
+        previous = read_json(paths.metadata) if resume_from and paths.metadata.exists() else {}
+        write_json_atomic(paths.metadata, {
+            "run_id": paths.root.name, "run_dir": str(paths.root), "name": cfg.name, "status": "running",
+            "started_at": previous.get("started_at", _now()), "resumed_at": _now() if resume_from else None,
+            "ended_at": None, "seed": cfg.seed, "data_seed": cfg.data_seed, "arm": cfg.arm.name,
+            "tags": list(cfg.tags), "notes": cfg.notes, "stage": stage, "parent": parent,
+            "model": {"arch": cfg.model.arch, "name": cfg.model.name, "n_parameters": n_params},
+            "data": data.provenance, "config": resolved, "config_hash": config_hash(resolved),
+            "overrides": list(overrides), "command": sys.argv, "git": git_state(), "versions": package_versions(),
+            "hardware": hardware(), "trial": None,
+        })
+
+    module = ByteLMModule(
+        model, data.train, data.val_windows, seq_len=cfg.task.seq_len, batch_size=cfg.task.batch_size,
+        val_batch_size=cfg.task.val_batch_size, seed=cfg.seed, lr=cfg.algo.lr, min_lr_ratio=cfg.algo.min_lr_ratio,
+        warmup_steps=cfg.algo.warmup_steps, weight_decay=cfg.algo.weight_decay,
+        betas=(cfg.algo.beta1, cfg.algo.beta2), eps=cfg.algo.eps, w0_lr_mult=cfg.algo.w0_lr_mult,
+        total_steps=cfg.trainer.max_steps)
+    trainer = build_trainer(cfg, paths)
+    if _is_rank_zero() and trainer.loggers:
+        _log_config_text(trainer, cfg)
+    try:
+        trainer.fit(module, ckpt_path=str(resume_from) if resume_from else None)
+        if trainer.global_rank != 0:
+            return StageResult(paths, math.nan)
+        summary = _finalize(cfg, paths, module, data.val_windows, trainer.global_step, started)
+    except BaseException as err:
+        if _is_rank_zero() and paths.metadata.exists():
+            update_json(paths.metadata, status="failed", ended_at=_now(),
+                        reason=f"{type(err).__name__}: {err}".strip())
+        raise
+    update_json(paths.metadata, status="finished", ended_at=_now(), duration_s=round(time.time() - started, 3))
+    return StageResult(paths, summary["objective"]["value"], summary)
+
+
+def build_trainer(cfg: DictConfig, paths: RunPaths) -> Any:
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from aegir.observe.history_logger import HistoryLogger
+    from aegir.rundir import TB_DIR
+
+    ckpt = cfg.callbacks.checkpoint
+    callbacks: list[Any] = [ModelCheckpoint(
+        dirpath=paths.checkpoints, filename="best", monitor=ckpt.monitor, mode=ckpt.mode, save_top_k=1,
+        save_last=ckpt.save_last, auto_insert_metric_name=False, enable_version_counter=False)]
+    show_bar = cfg.trainer.enable_progress_bar and cfg.callbacks.progress_bar != "none"
+    if show_bar:
+        callbacks.append(RichProgressBar() if cfg.callbacks.progress_bar == "rich" else TQDMProgressBar())
+    loggers: list[Any] = [HistoryLogger(paths.history)]
+    if cfg.logger.tensorboard.enabled:
+        loggers.append(TensorBoardLogger(save_dir=str(paths.root), name="", version=TB_DIR,
+                                         default_hp_metric=False))
+    accumulate = cfg.trainer.accumulate_grad_batches
+    return L.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
+        strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, max_steps=cfg.trainer.max_steps,
+        # The training iterable is endless: validate every N *optimizer* steps, counted in micro-batches.
+        val_check_interval=cfg.trainer.val_check_interval * accumulate, check_val_every_n_epoch=None,
+        log_every_n_steps=cfg.trainer.log_every_n_steps, accumulate_grad_batches=accumulate,
+        gradient_clip_val=cfg.algo.grad_clip or None, deterministic=cfg.trainer.deterministic,
+        enable_progress_bar=show_bar, enable_model_summary=False, num_sanity_val_steps=0,
+        use_distributed_sampler=False, callbacks=callbacks, logger=loggers, default_root_dir=str(paths.root))
+
+
+def _log_config_text(trainer: Any, cfg: DictConfig) -> None:
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            text = "```yaml\n" + OmegaConf.to_yaml(cfg) + "\n```"
+            logger.experiment.add_text("config", text, global_step=0)
+
+
+def _finalize(cfg: DictConfig, paths: RunPaths, module: Any, val_windows: torch.Tensor, step: int,
+              started: float) -> dict[str, Any]:
+    """Score the best checkpoint on the fixed validation windows, evaluate gates, write summary.json."""
+    from aegir.loops.lm import evaluate_windows
+    from aegir.models.build import read_state_dict
+
+    evaluated = "final weights"
+    if paths.best_ckpt.is_file():
+        module.model.load_state_dict(read_state_dict(paths.best_ckpt))
+        evaluated = str(paths.best_ckpt)
+    per_window_bpb = (evaluate_windows(module.model, val_windows, cfg.task.val_batch_size) / LN2).numpy()
+    bpb = mean_ci(per_window_bpb)
+    history = read_history(paths.history)
+    metrics: dict[str, float] = {"val/bpb": bpb.mean, "val/loss": bpb.mean * LN2}
+    for name in ("train/loss", "train/bpb"):
+        if history.get(name):
+            metrics[name] = history[name][-1][1]
+    if history.get("perf/bytes_per_s"):
+        values = [v for _, v in history["perf/bytes_per_s"]]
+        metrics["perf/bytes_per_s"] = float(sum(values) / len(values))
+    verdicts = evaluate_gates(cfg.gates, metrics)
+    gate_values = gate_metrics(verdicts)
+    if gate_values:
+        writer = HistoryWriter(paths.history)
+        writer.write(step, gate_values)
+        writer.close()
+        _log_tensorboard(paths, gate_values, step)
+    objective_value = metrics.get(cfg.objective.metric, math.nan)
+    summary = {
+        "status": "finished",
+        "objective": {"metric": cfg.objective.metric, "mode": cfg.objective.mode, "value": objective_value},
+        "metrics": metrics,
+        "metric_stats": {"val/bpb": bpb.as_dict()},
+        "evaluated_checkpoint": evaluated,
+        "gates": {name: v.as_dict() for name, v in verdicts.items()},
+        "gates_passed": all(v.passed for v in verdicts.values()),
+        "gates_required": bool(cfg.gates.get("required", False)),
+        "steps": step,
+        "wall_time_s": round(time.time() - started, 3),
+        "checkpoints": {"best": str(paths.best_ckpt) if paths.best_ckpt.is_file() else None,
+                        "last": str(paths.last_ckpt) if paths.last_ckpt.is_file() else None},
+    }
+    write_json_atomic(paths.summary, summary)
+    return summary
+
+
+def _log_tensorboard(paths: RunPaths, scalars: dict[str, float], step: int) -> None:
+    if not paths.tb.is_dir():
+        return
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(log_dir=str(paths.tb)) as writer:
+        for name, value in scalars.items():
+            writer.add_scalar(name, value, step)
+
+
+# --------------------------------------------------------------------------------------------------- stages
+def compose_config(overrides: Sequence[str]) -> DictConfig:
+    """Compose conf/config.yaml with overrides, inside the running Hydra app or standalone."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    hydra_resolvers.register()
+    if GlobalHydra.instance().is_initialized():
+        return compose(config_name="config", overrides=list(overrides))
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+def _run_stages(cfg: DictConfig, overrides: list[str], paths: RunPaths) -> StageResult:
+    """Run `cfg.stages` in order. Every stage config is composed and validated before the first one starts."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    planned: list[tuple[str, Any, DictConfig]] = []
+    for name, spec in cfg.stages.items():
+        try:
+            raw = compose_config([*overrides, *spec.overrides])
+        except (HydraException, OmegaConfBaseException) as err:
+            raise InputError(f"config error: stages.{name}.overrides: {str(err).splitlines()[0]}") from None
+        with open_dict(raw):
+            raw.stages = {}
+            raw.resume = cfg.resume
+        planned.append((name, spec, validate(raw)))
+
+    if not cfg.resume or not paths.metadata.exists():
+        resolved = OmegaConf.to_container(cfg, resolve=True)
+        write_json_atomic(paths.metadata, {
+            "run_id": paths.root.name, "run_dir": str(paths.root), "name": cfg.name, "status": "running",
+            "kind": "multi_stage", "started_at": _now(), "ended_at": None, "seed": cfg.seed,
+            "data_seed": cfg.data_seed, "tags": list(cfg.tags),
+            "stages": [{"index": i, "name": n, "dir": str(paths.stage(i, n).root)}
+                       for i, (n, _, _) in enumerate(planned, 1)],
+            "config": resolved, "config_hash": config_hash(resolved), "overrides": overrides,
+            "command": sys.argv, "git": git_state(), "versions": package_versions(), "hardware": hardware(),
+        })
+    results: dict[str, StageResult] = {}
+    previous: str | None = None
+    try:
+        for index, (name, spec, stage_cfg) in enumerate(planned, 1):
+            stage_paths = paths.stage(index, name)
+            parent = None
+            source = previous if spec.init_from == "previous" else spec.init_from
+            if source:
+                best = results[source].paths.best_ckpt
+                stage_cfg.model.pretrained = str(best)
+                parent = {"stage": source, "checkpoint": str(best), "run_dir": str(results[source].paths.root)}
+            finished = stage_paths.summary.is_file() and read_json(stage_paths.summary).get("status") == "finished"
+            if cfg.resume and finished:
+                summary = read_json(stage_paths.summary)
+                results[name] = StageResult(stage_paths, summary["objective"]["value"], summary)
+            else:
+                stage_cfg.resume = bool(cfg.resume and stage_paths.last_ckpt.is_file())
+                log.info("stage %d/%d: %s -> %s", index, len(planned), name, stage_paths.root)
+                results[name] = run_single(stage_cfg, stage_paths, overrides=[*overrides, *spec.overrides],
+                                           parent=parent, stage={"index": index, "name": name})
+            previous = name
+    except BaseException as err:
+        update_json(paths.metadata, status="failed", ended_at=_now(), reason=f"{type(err).__name__}: {err}")
+        raise
+    last = results[planned[-1][0]]
+    summary = {
+        "status": "finished",
+        "objective": last.summary["objective"],
+        "metrics": last.summary["metrics"],
+        "gates": {f"{n}/{g}": v for n, r in results.items() for g, v in r.summary.get("gates", {}).items()},
+        "gates_passed": all(r.summary.get("gates_passed", True) for r in results.values()),
+        "gates_required": any(r.summary.get("gates_required", False) for r in results.values()),
+        "stages": {n: {"dir": str(r.paths.root), "objective": r.summary["objective"],
+                       "metrics": r.summary["metrics"], "gates_passed": r.summary.get("gates_passed", True)}
+                   for n, r in results.items()},
+    }
+    write_json_atomic(paths.summary, summary)
+    update_json(paths.metadata, status="finished", ended_at=_now())
+    return StageResult(paths, last.objective, summary)
+
+
+def _report(result: StageResult) -> None:
+    """Say where the results are (DESIGN.md §1: every command ends by saying so)."""
+    if not _is_rank_zero():
+        return
+    metrics = result.summary.get("metrics", {})
+    stats = result.summary.get("metric_stats", {}).get("val/bpb")
+    bpb = metrics.get("val/bpb")
+    lines = [f"run directory: {result.paths.root}"]
+    if bpb is not None:
+        ci = f" ± {stats['ci95']:.4f} (95% CI over {stats['n']} windows)" if stats else ""
+        lines.append(f"final val/bpb: {bpb:.4f}{ci}")
+    objective = result.summary.get("objective", {})
+    lines.append(f"objective {objective.get('metric')}: {objective.get('value')}")
+    for name, verdict in result.summary.get("gates", {}).items():
+        lines.append(f"gate {name}: {'PASS' if verdict['passed'] else 'FAIL'} ({verdict['reason']})")
+    lines.append(f"tensorboard --logdir {result.paths.root}")
+    for line in lines:
+        print(line, flush=True)
