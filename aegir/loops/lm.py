@@ -14,6 +14,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader
 
 from aegir.tasks.pretrain.windows import RandomWindowBatches
 
@@ -88,8 +89,8 @@ class ByteLMModule(L.LightningModule):
                                    rank=self.trainer.global_rank,
                                    start_index=lambda: self.trainer.global_step * accumulate)
 
-    def val_dataloader(self) -> list[torch.Tensor]:
-        return list(torch.split(self.val_windows, self.val_batch_size))
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self.val_windows, batch_size=self.val_batch_size, shuffle=False)
 
     # ------------------------------------------------------------------ steps
     def forward(self, ids: torch.Tensor) -> torch.Tensor:

@@ -82,6 +82,21 @@ def _to_chunks(x: Tensor, n_chunks: int, chunk_size: int) -> Tensor:
     return x.view(batch, n_chunks, chunk_size, heads, n).permute(0, 3, 1, 2, 4).contiguous()
 
 
+def _unit_lower_inverse(strict_lower: Tensor) -> Tensor:
+    """(I - A)^{-1} for strictly lower-triangular A [..., C, C], as the finite product (I + A)(I + A^2)(I + A^4)...
+
+    A is nilpotent (A^C = 0), so ceil(log2 C) batched matmuls give the exact inverse; unlike a batched triangular
+    solve this stays a few large kernels in forward and backward.
+    """
+    size = strict_lower.shape[-1]
+    inverse = torch.eye(size, dtype=strict_lower.dtype, device=strict_lower.device) + strict_lower
+    power = strict_lower
+    for _ in range(max(math.ceil(math.log2(size)) - 1, 0)):
+        power = power @ power
+        inverse = inverse + inverse @ power
+    return inverse
+
+
 def wkv_chunked(
     r: Tensor,
     w_log: Tensor,
@@ -100,8 +115,8 @@ def wkv_chunked(
 
     The u's solve a unit lower-triangular system (I - A_ab) U = (a e^{g_{t-1}}) S0^T + A_ak V (the WY form), so every
     chunk reduces to an affine map S0 -> S0 M + D computed for all chunks at once by batched matrix ops; the only
-    sequential work is T / chunk_size small matmuls. Pairwise decays e^{g_t - g_j} are formed as differences and
-    masked to j <= t before exp, so nothing overflows whatever the decay.
+    sequential work is T / chunk_size small matmuls. Pairwise decays e^{g_{t-1} - g_j} are formed as differences and
+    masked to j < t before exp, so nothing overflows whatever the decay.
     Returns (y [B, T, H, N] in r's dtype, final state [B, H, N, N] fp32).
     """
     if chunk_size < 1:
@@ -114,26 +129,27 @@ def wkv_chunked(
     r_, w_, k_, v_, a_, b_ = (_to_chunks(t, n_chunks, chunk_size) for t in (r, w_log, k, v, a, b))
 
     g = w_.cumsum(dim=-2)  # inclusive cumulative log decay, <= 0
-    g_excl = g - w_  # decay from chunk start to just before step t
+    g_excl = g - w_  # decay from the chunk start to just before step t
     g_last = g[..., -1:, :]
 
-    # Pairwise decays in [..., j, t, N] layout (so the contractions below are batched matmuls over j):
-    # decay_incl[j, t] = e^{g_t - g_j} for j <= t, else 0; decay_excl[j, t] = e^{g_{t-1} - g_j} for j < t, else 0.
-    upper = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=r.device).triu()  # j <= t
-    diff = g.unsqueeze(-3) - g.unsqueeze(-2)
-    decay_incl = torch.exp(diff.masked_fill(~upper.unsqueeze(-1), -math.inf))
-    decay_excl = F.pad(decay_incl[..., :-1, :], (0, 0, 1, 0))
+    # Strictly causal pairwise decays decay[j, t] = e^{g_{t-1} - g_j} for j < t (else 0), laid out [..., j, t, N] so
+    # the contractions below are batched matmuls over j. The inclusive decay e^{g_t - g_j} is e^{w_t} times this
+    # (e^{w_t} <= 1), plus the j == t diagonal, handled separately.
+    causal = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=r.device).triu(diagonal=1)  # j < t
+    diff = g_excl.unsqueeze(-3) - g.unsqueeze(-2)
+    decay = torch.exp(diff.masked_fill(~causal.unsqueeze(-1), -math.inf))
 
-    # [t, j] coefficients: A_ab = a_t.(b_j decay), A_ak = a_t.(k_j decay), Q_rb = r_t.(b_j decay), Q_rk likewise.
+    # coef[t, j] = (a_t, r_t e^{w_t}) x (b_j, k_j) through the decay: A_ab, A_ak and the strict parts of Q_rb, Q_rk.
+    queries = torch.stack([a_, r_ * torch.exp(w_)], dim=-2)  # [..., t, 2, N]
     b_and_k = torch.stack([b_, k_], dim=-1)  # [..., j, N, 2]
-    a_coef = ((a_.unsqueeze(-3) * decay_excl) @ b_and_k).transpose(-3, -2)  # [..., t, j, 2]
-    q_coef = ((r_.unsqueeze(-3) * decay_incl) @ b_and_k).transpose(-3, -2)
-    a_ab, a_ak = a_coef[..., 0], a_coef[..., 1]
-    q_rb, q_rk = q_coef[..., 0], q_coef[..., 1]
+    coef = (decay.unsqueeze(-2) * queries.unsqueeze(-4)).flatten(-3, -2) @ b_and_k  # [..., j, 2t, 2]
+    coef = coef.unflatten(-2, (chunk_size, 2)).permute(0, 1, 2, 5, 6, 4, 3).contiguous()  # [..., q, key, t, j]
+    a_ab, a_ak = coef[..., 0, 0, :, :], coef[..., 0, 1, :, :]
+    q_rb = coef[..., 1, 0, :, :] + torch.diag_embed((r_ * b_).sum(-1))
+    q_rk = coef[..., 1, 1, :, :] + torch.diag_embed((r_ * k_).sum(-1))
 
-    eye = torch.eye(chunk_size, device=r.device, dtype=torch.float32)
     rhs = torch.cat([a_ * torch.exp(g_excl), a_ak @ v_], dim=-1)
-    solved = torch.linalg.solve_triangular(eye - a_ab, rhs, upper=False, unitriangular=True)
+    solved = _unit_lower_inverse(a_ab) @ rhs
     w_state, u_intra = solved[..., :n], solved[..., n:]  # U = w_state S0^T + u_intra
 
     # Per chunk: y = r_eff S0^T + y_intra and S_end = S0 M + D.
@@ -144,11 +160,10 @@ def wkv_chunked(
     transition = torch.diag_embed(torch.exp(g_last.squeeze(-2))) + w_state.transpose(-1, -2) @ b_tail
     additive = u_intra.transpose(-1, -2) @ b_tail + v_.transpose(-1, -2) @ k_tail
 
-    transition, additive = transition.movedim(2, 0).contiguous(), additive.movedim(2, 0).contiguous()
     starts = []
-    for c in range(n_chunks):
+    for m_c, d_c in zip(transition.unbind(2), additive.unbind(2)):  # unbind: cheap backward, unlike indexing
         starts.append(s)
-        s = s @ transition[c] + additive[c]
+        s = s @ m_c + d_c
     start_states = torch.stack(starts, dim=2)  # [B, H, n_chunks, N_v, N_k]
 
     y = r_eff @ start_states.transpose(-1, -2) + y_intra  # [B, H, n_chunks, C, N]
