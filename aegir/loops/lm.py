@@ -127,9 +127,9 @@ class ByteLMModule(L.LightningModule):
         if self._val_count == 0:
             return
         loss = self._val_sum / self._val_count
-        # Every rank scores the same fixed windows, so the mean needs no cross-rank reduction.
-        self.log("val/loss", loss, sync_dist=False)
-        self.log("val/bpb", loss / LN2, prog_bar=True, sync_dist=False)
+        # Every rank scores the same fixed windows; the cross-rank mean is the same number on every rank.
+        self.log("val/loss", loss, sync_dist=True)
+        self.log("val/bpb", loss / LN2, prog_bar=True, sync_dist=True)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:

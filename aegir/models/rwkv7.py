@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 WKV_IMPLS = ("auto", "fla", "chunked", "recurrent")
 _wkv_impl = "auto"
+CHUNK_SIZE = 16  # chunk length of the torch chunked path (see wkv_chunked)
 
 # -e^{-0.5}: the log decay is this times sigmoid(d), so decay = exp(log decay) lies in (0.545, 1).
 _LOG_DECAY_SCALE = -math.exp(-0.5)
@@ -105,7 +106,7 @@ def wkv_chunked(
     a: Tensor,
     b: Tensor,
     state: Tensor | None = None,
-    chunk_size: int = 16,
+    chunk_size: int = CHUNK_SIZE,
 ) -> tuple[Tensor, Tensor]:
     """Chunkwise-parallel WKV-7, equal to `wkv_recurrent` up to fp32 rounding; differentiable, for training.
 
@@ -173,8 +174,14 @@ def wkv_chunked(
 
 @functools.cache
 def fla_available() -> bool:
-    """Whether flash-linear-attention can be imported (its kernels need CUDA + Triton; no CPU fallback)."""
-    return importlib.util.find_spec("fla") is not None
+    """Whether fla's RWKV-7 ops import (they need CUDA + Triton at call time; fla has no CPU fallback)."""
+    if importlib.util.find_spec("fla") is None:
+        return False
+    try:
+        importlib.import_module("fla.ops.rwkv7")
+    except Exception:  # a broken Triton/driver install must not break the torch path
+        return False
+    return True
 
 
 def wkv_fla(
