@@ -53,9 +53,7 @@ def bench_rwkv7(args: argparse.Namespace) -> None:
     """Chunked vs per-byte-loop training throughput, and generation throughput, for each requested model."""
     torch.manual_seed(args.seed)
     emit(bench="rwkv7", torch=torch.__version__, device="cpu", threads=torch.get_num_threads())
-    for name in args.models.split(","):
-        if name not in RWKV7_MODELS:
-            raise SystemExit(f"unknown model {name!r}; choose from {sorted(RWKV7_MODELS)}")
+    for name in args.models:
         config = RWKV7_MODELS[name]
         model = ByteLM(**config)
         common = {"bench": "rwkv7", "model": name, "params": model.num_parameters(), "T": args.T, "batch": args.batch}
@@ -87,6 +85,14 @@ def bench_rwkv7(args: argparse.Namespace) -> None:
         )
 
 
+def _rwkv7_models(text: str) -> list[str]:
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in RWKV7_MODELS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown model(s) {unknown}; choose from {sorted(RWKV7_MODELS)}")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m aegir.bench", description=__doc__.splitlines()[0])
     benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -95,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     rwkv7.add_argument("--T", type=int, default=512, help="training sequence length (bytes)")
     rwkv7.add_argument("--batch", type=int, default=2, help="sequences per batch")
     rwkv7.add_argument("--repeats", type=int, default=2, help="timed repeats per measurement (best is reported)")
-    rwkv7.add_argument("--models", default="nano,tiny", help=f"comma-separated, from {sorted(RWKV7_MODELS)}")
+    rwkv7.add_argument(
+        "--models", type=_rwkv7_models, default="nano,tiny", help=f"comma-separated, from {sorted(RWKV7_MODELS)}"
+    )
     rwkv7.add_argument("--prompt-len", type=int, default=16, help="generation prompt length")
     rwkv7.add_argument("--gen-tokens", type=int, default=64, help="new tokens per generation run")
     rwkv7.add_argument("--seed", type=int, default=0)

@@ -110,6 +110,14 @@ def _is_rank_zero() -> bool:
         int(os.environ.get("NODE_RANK", "0")) == 0
 
 
+def _single_log_stream() -> None:
+    """Under Hydra the root logger already prints (and writes run.log): drop Lightning's own console handlers so
+    each message appears once."""
+    if logging.getLogger().handlers:
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).handlers.clear()
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -125,6 +133,7 @@ def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (
     from aegir.tasks.pretrain.task import prepare_pretrain_data
 
     started = time.time()
+    _single_log_stream()
     if cfg.trainer.num_threads:
         torch.set_num_threads(int(cfg.trainer.num_threads))
     resume_from = None
@@ -184,6 +193,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths) -> Any:
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from aegir.observe.history_logger import HistoryLogger
+    from aegir.observe.callbacks import ThreadsPerProcess
     from aegir.rundir import TB_DIR
 
     ckpt = cfg.callbacks.checkpoint
@@ -193,6 +203,8 @@ def build_trainer(cfg: DictConfig, paths: RunPaths) -> Any:
     show_bar = cfg.trainer.enable_progress_bar and cfg.callbacks.progress_bar != "none"
     if show_bar:
         callbacks.append(RichProgressBar() if cfg.callbacks.progress_bar == "rich" else TQDMProgressBar())
+    if cfg.trainer.num_threads:
+        callbacks.append(ThreadsPerProcess(int(cfg.trainer.num_threads)))
     loggers: list[Any] = [HistoryLogger(paths.history)]
     if cfg.logger.tensorboard.enabled:
         loggers.append(TensorBoardLogger(save_dir=str(paths.root), name="", version=TB_DIR,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any
 
 import lightning as L
@@ -19,6 +20,11 @@ from torch.utils.data import DataLoader
 from aegir.tasks.pretrain.windows import RandomWindowBatches
 
 LN2 = math.log(2.0)
+
+# Deprecation notices raised inside Lightning itself (not actionable here); filtered at import so that DDP worker
+# processes, which import this module to unpickle the LightningModule, are quiet too.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+warnings.filterwarnings("ignore", message=r".*torch\.distributed\.nn\.functional\.all_gather is deprecated.*")
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float) -> float:

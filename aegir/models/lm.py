@@ -105,11 +105,11 @@ class ByteLM(nn.Module):
             raise ValueError(f"prompt_ids must be [B, T0] with T0 >= 1, got {tuple(prompt_ids.shape)}")
         if max_new_tokens < 0:
             raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-        tokens = [prompt_ids]
         if max_new_tokens == 0:
             return prompt_ids.clone()
-        logits, state = self.forward(prompt_ids)
-        next_logits = logits[:, -1]
+        tokens = [prompt_ids]
+        hidden, state = self.body(self.emb(prompt_ids))  # one chunked pass over the prompt
+        next_logits = self.logits(hidden[:, -1])
         done = torch.zeros(prompt_ids.shape[0], dtype=torch.bool, device=prompt_ids.device)
         for i in range(max_new_tokens):
             token = sample_next(next_logits, temperature, top_p, generator)

@@ -59,7 +59,7 @@ def wkv_recurrent(
     decay = torch.exp(w32)
     ys = []
     for t in range(r.shape[1]):
-        sa = (s @ a32[:, t].unsqueeze(-1))  # [B, H, N_v, 1]: what the removal key reads out of the old state
+        sa = s @ a32[:, t].unsqueeze(-1)  # [B, H, N_v, 1]: what the removal key reads out of the old state
         s = (
             s * decay[:, t].unsqueeze(-2)
             + sa * b32[:, t].unsqueeze(-2)
