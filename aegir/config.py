@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
-from typing import Any, Optional, get_type_hints
+from typing import Any, Optional, Sequence, get_type_hints
 
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from aegir.errors import InputError
 
@@ -174,16 +174,25 @@ _HYDRA_KEYS = {"hydra"}
 GATE_OPS = ("<", "<=", ">", ">=", "==", "!=")
 
 
+def _schema_at(schema: Any, path: Sequence[str]) -> Any:
+    """The dataclass found by walking `path` through nested schema fields, or None."""
+    for part in path:
+        schema = get_type_hints(schema).get(part) if is_dataclass(schema) else None
+    return schema
+
+
+def _keys_of(schema: Any) -> list[str]:
+    return sorted(f.name for f in fields(schema)) if is_dataclass(schema) else []
+
+
 def allowed_keys(path: str) -> list[str]:
     """Keys allowed at a dotted config path (for error messages), or [] if the path is not a structured section."""
     parts = [p for p in path.split(".") if p]
     if not parts:
         return sorted([f.name for f in fields(RootConfig)] + list(_DISCRIMINATED) + sorted(_NAMED))
-    head, rest = parts[0], parts[1:]
-    schema: Any = next(iter(_DISCRIMINATED[head][1].values())) if head in _DISCRIMINATED else RootConfig
-    for part in rest if head in _DISCRIMINATED else parts:
-        schema = get_type_hints(schema).get(part) if is_dataclass(schema) else None
-    return sorted(f.name for f in fields(schema)) if is_dataclass(schema) else []
+    if parts[0] in _DISCRIMINATED:  # the first registered schema stands for the section's shape
+        return _keys_of(_schema_at(next(iter(_DISCRIMINATED[parts[0]][1].values())), parts[1:]))
+    return _keys_of(_schema_at(RootConfig, parts))
 
 
 def _fail(key: str, message: str) -> None:
@@ -198,9 +207,8 @@ def _merge_section(schema: type, node: Any, prefix: str) -> DictConfig:
         key = getattr(err, "full_key", None) or ""
         full = ".".join(part for part in (prefix, key) if part)
         msg = str(err).splitlines()[0]
-        if "not in struct" in str(err) or "Key '" in msg and "not in" in msg:
-            parent = full.rsplit(".", 1)[0] if "." in full else ""
-            allowed = sorted(f.name for f in fields(schema)) if parent == prefix else allowed_keys(parent)
+        if isinstance(err, ConfigKeyError):
+            allowed = _keys_of(_schema_at(schema, key.split(".")[:-1]))
             _fail(full, f"unknown key; allowed keys here: {', '.join(allowed)}")
         _fail(full, msg)
     raise AssertionError("unreachable")
