@@ -51,6 +51,8 @@ def _train_step(model: ByteLM, ids: torch.Tensor) -> None:
 
 def bench_rwkv7(args: argparse.Namespace) -> None:
     """Chunked vs per-byte-loop training throughput, and generation throughput, for each requested model."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     emit(bench="rwkv7", torch=torch.__version__, device="cpu", threads=torch.get_num_threads())
     for name in args.models:
@@ -107,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     rwkv7.add_argument("--prompt-len", type=int, default=16, help="generation prompt length")
     rwkv7.add_argument("--gen-tokens", type=int, default=64, help="new tokens per generation run")
     rwkv7.add_argument("--seed", type=int, default=0)
+    rwkv7.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     rwkv7.set_defaults(func=bench_rwkv7)
     return parser
 

@@ -21,7 +21,7 @@ import contextlib
 import functools
 import importlib.util
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +31,8 @@ from torch import Tensor, nn
 WKV_IMPLS = ("auto", "fla", "chunked", "recurrent")
 _wkv_impl = "auto"
 CHUNK_SIZE = 16  # chunk length of the torch chunked path (see wkv_chunked)
+# Largest log-decay span inside one chunk of the factorised chunked form: keys are scaled by up to e^40 ~ 2e17.
+_MAX_CHUNK_LOG_DECAY = 40.0
 
 # -e^{-0.5}: the log decay is this times sigmoid(d), so decay = exp(log decay) lies in (0.545, 1).
 _LOG_DECAY_SCALE = -math.exp(-0.5)
@@ -46,6 +48,22 @@ def _zero_state(r: Tensor) -> Tensor:
     return torch.zeros(batch, heads, n, n, device=r.device, dtype=torch.float32)
 
 
+def _wkv_step(
+    s: Tensor, r: Tensor, decay: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor
+) -> tuple[Tensor, Tensor]:
+    """One WKV-7 step on fp32 [B, H, N] inputs (decay = exp(w_log)) and state [B, H, N, N] -> (new state, y [B, H, N]).
+
+    Shared by `wkv_recurrent` and the O(1) decoding path (`TimeMix.step`), which skips the [B, T] bookkeeping.
+    """
+    sa = s @ a.unsqueeze(-1)  # [B, H, N_v, 1]: what the removal key reads out of the old state
+    s = torch.baddbmm(
+        (s * decay.unsqueeze(-2)).flatten(0, 1),
+        torch.cat([sa, v.unsqueeze(-1)], dim=-1).flatten(0, 1),
+        torch.stack([b, k], dim=-2).flatten(0, 1),
+    ).view(s.shape)  # S diag(decay) + [S a | v] [b | k]^T: the removal and the write as one rank-2 update
+    return s, (s @ r.unsqueeze(-1)).squeeze(-1)
+
+
 def wkv_recurrent(
     r: Tensor, w_log: Tensor, k: Tensor, v: Tensor, a: Tensor, b: Tensor, state: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
@@ -59,43 +77,47 @@ def wkv_recurrent(
     decay = torch.exp(w32)
     ys = []
     for t in range(r.shape[1]):
-        sa = s @ a32[:, t].unsqueeze(-1)  # [B, H, N_v, 1]: what the removal key reads out of the old state
-        s = (
-            s * decay[:, t].unsqueeze(-2)
-            + sa * b32[:, t].unsqueeze(-2)
-            + v32[:, t].unsqueeze(-1) * k32[:, t].unsqueeze(-2)
-        )
-        ys.append((s @ r32[:, t].unsqueeze(-1)).squeeze(-1))
+        s, y_t = _wkv_step(s, r32[:, t], decay[:, t], k32[:, t], v32[:, t], a32[:, t], b32[:, t])
+        ys.append(y_t)
     y = torch.stack(ys, dim=1) if ys else r32.new_zeros(r.shape)
     return y.to(r.dtype), s
 
 
-def _to_chunks(x: Tensor, n_chunks: int, chunk_size: int) -> Tensor:
-    """[B, T, H, N] -> fp32 [B, H, n_chunks, chunk_size, N], zero-padding the tail.
+def _to_chunks(xs: Sequence[Tensor], n_chunks: int, chunk_size: int) -> list[Tensor]:
+    """Several [B, T, H, N] tensors -> fp32 [B, H, n_chunks, chunk_size, N] each, zero-padding the tail.
 
-    Zero padding is exact: w_log = 0 (decay 1) and k = v = a = b = 0 leave the state unchanged.
+    One stack / pad / permute copy for all of them (fewer small ops in forward and backward). Zero padding is
+    exact: w_log = 0 (decay 1) and k = v = a = b = 0 leave the state unchanged.
     """
-    batch, seq_len, heads, n = x.shape
-    x = x.float()
+    batch, seq_len, heads, n = xs[0].shape
     pad = n_chunks * chunk_size - seq_len
-    if pad:
-        x = F.pad(x, (0, 0, 0, 0, 0, pad))
-    return x.view(batch, n_chunks, chunk_size, heads, n).permute(0, 3, 1, 2, 4).contiguous()
+
+    def head_major(t: Tensor) -> Tensor:
+        t = F.pad(t.float(), (0, 0, 0, 0, 0, pad)) if pad else t.float()
+        return t.reshape(batch, n_chunks, chunk_size, heads, n).permute(0, 3, 1, 2, 4)
+
+    x = torch.stack([head_major(t) for t in xs])  # the one copy: stacking the permuted views makes them contiguous
+    return list(x.unbind(0))
 
 
-def _unit_lower_inverse(strict_lower: Tensor) -> Tensor:
-    """(I - A)^{-1} for strictly lower-triangular A [..., C, C], as the finite product (I + A)(I + A^2)(I + A^4)...
+@functools.cache
+def _strict_causal_mask(chunk_size: int, device: torch.device) -> Tensor:
+    """[2C, 2C] float mask keeping j < t inside each of the four [C, C] blocks of the stacked coefficient matrix."""
+    strict = torch.ones(chunk_size, chunk_size, device=device).tril(-1)
+    return strict.repeat(2, 2)
 
-    A is nilpotent (A^C = 0), so ceil(log2 C) batched matmuls give the exact inverse; unlike a batched triangular
-    solve this stays a few large kernels in forward and backward.
+
+def _safe_chunk_size(w_log: Tensor, chunk_size: int) -> int:
+    """Largest chunk size <= chunk_size whose within-chunk log-decay span stays <= _MAX_CHUNK_LOG_DECAY.
+
+    The factorised form scales keys by e^{-g_j}, g_j the cumulative log decay since the chunk start, which must not
+    overflow fp32. Model decays (>= -0.6066 per step) never shrink the chunk for chunk_size <= 64; only inputs far
+    outside that range (tests) fall back to smaller chunks, down to 1 (no intra-chunk pairs, always exact).
     """
-    size = strict_lower.shape[-1]
-    inverse = torch.eye(size, dtype=strict_lower.dtype, device=strict_lower.device) + strict_lower
-    power = strict_lower
-    for _ in range(max(math.ceil(math.log2(size)) - 1, 0)):
-        power = power @ power
-        inverse = inverse + inverse @ power
-    return inverse
+    steepest = -float(w_log.detach().min()) if w_log.numel() else 0.0
+    if not (chunk_size - 1) * steepest > _MAX_CHUNK_LOG_DECAY:  # also keeps the chunk for NaN inputs
+        return chunk_size
+    return max(1, min(chunk_size, int(_MAX_CHUNK_LOG_DECAY / steepest) + 1))
 
 
 def wkv_chunked(
@@ -116,8 +138,14 @@ def wkv_chunked(
 
     The u's solve a unit lower-triangular system (I - A_ab) U = (a e^{g_{t-1}}) S0^T + A_ak V (the WY form), so every
     chunk reduces to an affine map S0 -> S0 M + D computed for all chunks at once by batched matrix ops; the only
-    sequential work is T / chunk_size small matmuls. Pairwise decays e^{g_{t-1} - g_j} are formed as differences and
-    masked to j < t before exp, so nothing overflows whatever the decay.
+    sequential work is T / chunk_size small matmuls.
+
+    Every intra-chunk coefficient is a sum over channels of query_t * e^{g_t - g_j} * key_j (j < t); factorising
+    e^{g_t - g_j} = e^{g_t} e^{-g_j} (reference: the chunk start) turns all four coefficient matrices (A_ab, A_ak and
+    the strict parts of Q_rb, Q_rk) into one [2C, N] @ [N, 2C] matmul of decay-scaled queries and keys plus a causal
+    mask, instead of a [C, C, N] tensor of pairwise decays. e^{g_t} <= 1 may underflow harmlessly; e^{-g_j} grows
+    with the decay span of the chunk, which `_safe_chunk_size` bounds by e^40 (and the clamp keeps the never-used
+    last key of a chunk finite, so no inf * 0 reaches the backward pass).
     Returns (y [B, T, H, N] in r's dtype, final state [B, H, N, N] fp32).
     """
     if chunk_size < 1:
@@ -126,45 +154,46 @@ def wkv_chunked(
     s = _zero_state(r) if state is None else state.float()
     if seq_len == 0:
         return r.new_zeros(r.shape), s
+    chunk_size = _safe_chunk_size(w_log, chunk_size)
     n_chunks = -(-seq_len // chunk_size)
-    r_, w_, k_, v_, a_, b_ = (_to_chunks(t, n_chunks, chunk_size) for t in (r, w_log, k, v, a, b))
+    r_, w_, k_, v_, a_, b_ = _to_chunks((r, w_log, k, v, a, b), n_chunks, chunk_size)
 
-    g = w_.cumsum(dim=-2)  # inclusive cumulative log decay, <= 0
-    g_excl = g - w_  # decay from the chunk start to just before step t
-    g_last = g[..., -1:, :]
+    g = w_.cumsum(dim=-2)  # inclusive cumulative log decay from the chunk start, <= 0
+    key_scale = torch.exp((-g).clamp(max=_MAX_CHUNK_LOG_DECAY))  # e^{-g_j}; clamped only where unused (j = C)
+    a_dec = a_ * torch.exp(g - w_)  # a_t e^{g_{t-1}}: the removal query sees the decay up to just before step t
+    r_dec = r_ * torch.exp(g)  # r_t e^{g_t}
+    b_key, k_key = b_ * key_scale, k_ * key_scale
 
-    # Strictly causal pairwise decays decay[j, t] = e^{g_{t-1} - g_j} for j < t (else 0), laid out [..., j, t, N] so
-    # the contractions below are batched matmuls over j. The inclusive decay e^{g_t - g_j} is e^{w_t} times this
-    # (e^{w_t} <= 1), plus the j == t diagonal, handled separately.
-    causal = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=r.device).triu(diagonal=1)  # j < t
-    diff = g_excl.unsqueeze(-3) - g.unsqueeze(-2)
-    decay = torch.exp(diff.masked_fill(~causal.unsqueeze(-1), -math.inf))
+    # coef = [[A_ab, A_ak], [Q_rb, Q_rk]] (strict parts), all [C, C] blocks of one product.
+    coef = torch.cat([a_dec, r_dec], dim=-2) @ torch.cat([b_key, k_key], dim=-2).transpose(-1, -2)
+    coef = coef * _strict_causal_mask(chunk_size, r.device)
+    a_ab, a_ak = coef[..., :chunk_size, :chunk_size], coef[..., :chunk_size, chunk_size:]
+    q_r = coef[..., chunk_size:, :]  # [Q_rb | Q_rk] without their diagonals r_t.b_t, r_t.k_t (added below)
 
-    # coef[t, j] = (a_t, r_t e^{w_t}) x (b_j, k_j) through the decay: A_ab, A_ak and the strict parts of Q_rb, Q_rk.
-    queries = torch.stack([a_, r_ * torch.exp(w_)], dim=-2)  # [..., t, 2, N]
-    b_and_k = torch.stack([b_, k_], dim=-1)  # [..., j, N, 2]
-    coef = (decay.unsqueeze(-2) * queries.unsqueeze(-4)).flatten(-3, -2) @ b_and_k  # [..., j, 2t, 2]
-    coef = coef.unflatten(-2, (chunk_size, 2)).permute(0, 1, 2, 5, 6, 4, 3).contiguous()  # [..., q, key, t, j]
-    a_ab, a_ak = coef[..., 0, 0, :, :], coef[..., 0, 1, :, :]
-    q_rb = coef[..., 1, 0, :, :] + torch.diag_embed((r_ * b_).sum(-1))
-    q_rk = coef[..., 1, 1, :, :] + torch.diag_embed((r_ * k_).sum(-1))
-
-    rhs = torch.cat([a_ * torch.exp(g_excl), a_ak @ v_], dim=-1)
-    solved = _unit_lower_inverse(a_ab) @ rhs
+    # The WY system (I - A_ab) [w_state | u_intra] = [a e^{g_{t-1}} | A_ak V]: one batched unit-triangular solve.
+    eye = torch.eye(chunk_size, dtype=coef.dtype, device=coef.device)
+    rhs = torch.cat([a_dec, a_ak @ v_], dim=-1)
+    solved = torch.linalg.solve_triangular(eye - a_ab, rhs, upper=False, unitriangular=True)
     w_state, u_intra = solved[..., :n], solved[..., n:]  # U = w_state S0^T + u_intra
 
-    # Per chunk: y = r_eff S0^T + y_intra and S_end = S0 M + D.
-    r_eff = r_ * torch.exp(g) + q_rb @ w_state
-    y_intra = q_rb @ u_intra + q_rk @ v_
+    # Per chunk: y = r_eff S0^T + y_intra, with r_eff = r e^{g} + Q_rb w_state and y_intra = Q_rb U + Q_rk V.
+    rb, rk = (r_ * b_).sum(-1, keepdim=True), (r_ * k_).sum(-1, keepdim=True)
+    q_r_out = q_r @ torch.cat([solved, torch.cat([torch.zeros_like(v_), v_], dim=-1)], dim=-2)
+    r_eff = r_dec + q_r_out[..., :n] + rb * w_state
+    y_intra = q_r_out[..., n:] + rb * u_intra + rk * v_
+
+    # End of chunk: S_end = S0 M + D with M = diag(e^{g_C}) + w_state^T b_tail, D = U^T b_tail + V^T k_tail.
+    g_last = g[..., -1:, :]
     tail = torch.exp(g_last - g)
     b_tail, k_tail = b_ * tail, k_ * tail
-    transition = torch.diag_embed(torch.exp(g_last.squeeze(-2))) + w_state.transpose(-1, -2) @ b_tail
-    additive = u_intra.transpose(-1, -2) @ b_tail + v_.transpose(-1, -2) @ k_tail
+    to_end = solved.transpose(-1, -2) @ b_tail  # [w_state^T b_tail; u_intra^T b_tail]
+    transition = to_end[..., :n, :] + torch.diag_embed(torch.exp(g_last.squeeze(-2)))
+    additive = to_end[..., n:, :] + v_.transpose(-1, -2) @ k_tail
 
     starts = []
     for m_c, d_c in zip(transition.unbind(2), additive.unbind(2)):  # unbind: cheap backward, unlike indexing
         starts.append(s)
-        s = s @ m_c + d_c
+        s = torch.baddbmm(d_c.flatten(0, 1), s.flatten(0, 1), m_c.flatten(0, 1)).view(batch, heads, n, n)
     start_states = torch.stack(starts, dim=2)  # [B, H, n_chunks, N_v, N_k]
 
     y = r_eff @ start_states.transpose(-1, -2) + y_intra  # [B, H, n_chunks, C, N]
@@ -280,6 +309,14 @@ def _token_shift(x: Tensor, shift_state: Tensor) -> Tensor:
     return torch.cat([shift_state.to(x.dtype).unsqueeze(1), x[:, :-1]], dim=1)
 
 
+def _lora(
+    x: Tensor, down: Tensor, up: Tensor, bias: Tensor | None = None, act: Callable[[Tensor], Tensor] | None = None
+) -> Tensor:
+    """act(x @ down) @ up + bias, the RWKV-7 low-rank projections; the bias add is fused into the second matmul."""
+    hidden = x @ down
+    return F.linear(hidden if act is None else act(hidden), up.t(), bias)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Layers
 # ----------------------------------------------------------------------------------------------------------------------
@@ -349,7 +386,7 @@ class TimeMix(nn.Module):
 
     def log_decay(self, xw: Tensor) -> Tensor:
         """w_log = -e^{-0.5} sigmoid(w0 + tanh(xw A_w) B_w), so the decay exp(w_log) lies in (0.545, 1)."""
-        return _LOG_DECAY_SCALE * torch.sigmoid(self.w0 + torch.tanh(xw @ self.w1) @ self.w2)
+        return _LOG_DECAY_SCALE * torch.sigmoid(_lora(xw, self.w1, self.w2, self.w0, torch.tanh))
 
     def forward(
         self, x: Tensor, v_first: Tensor | None, shift_state: Tensor, wkv_state: Tensor
@@ -358,11 +395,23 @@ class TimeMix(nn.Module):
 
         Returns (out [B, T, C], v_first [B, T, C], new shift_state, new wkv_state).
         """
-        batch, seq_len, c = x.shape
-        heads, n = self.n_heads, self.head_size
-        xx = _token_shift(x, shift_state) - x
-        xr, xw, xk = x + xx * self.x_r, x + xx * self.x_w, x + xx * self.x_k
-        xv, xa, xg = x + xx * self.x_v, x + xx * self.x_a, x + xx * self.x_g
+        out, v_first, new_wkv = self._mix(x, _token_shift(x, shift_state), v_first, wkv_state)
+        return out, v_first, x[:, -1], new_wkv
+
+    def step(
+        self, x: Tensor, v_first: Tensor | None, shift_state: Tensor, wkv_state: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """One token, x [B, C]: `forward` without the time axis (decoding; fewer small ops per token)."""
+        out, v_first, new_wkv = self._mix(x, shift_state.to(x.dtype), v_first, wkv_state)
+        return out, v_first, x, new_wkv
+
+    def _mix(self, x: Tensor, prev: Tensor, v_first: Tensor | None, wkv_state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The shared body on x and its token-shifted predecessor prev, [B, T, C] (sequence) or [B, C] (one step)."""
+        lead, c = x.shape[:-1], x.shape[-1]
+        heads_view = (*lead, self.n_heads, self.head_size)
+        # The six token-shift interpolations x + (prev - x) * mu as one broadcast op -> [6, *lead, C].
+        mix = torch.stack([self.x_r, self.x_w, self.x_k, self.x_v, self.x_a, self.x_g]).view(6, *[1] * len(lead), c)
+        xr, xw, xk, xv, xa, xg = torch.addcmul(x, prev - x, mix).unbind(0)
 
         r = self.receptance(xr)
         w_log = self.log_decay(xw)
@@ -373,20 +422,24 @@ class TimeMix(nn.Module):
         elif v_first is None:
             raise ValueError(f"TimeMix layer {self.layer_id} needs the v_first of its stack's layer 0")
         else:
-            v = v + (v_first - v) * torch.sigmoid(self.v0 + (xv @ self.v1) @ self.v2)
-        icl_rate = torch.sigmoid(self.a0 + (xa @ self.a1) @ self.a2)
-        gate = torch.sigmoid(xg @ self.g1) @ self.g2
+            v = torch.lerp(v, v_first, torch.sigmoid(_lora(xv, self.v1, self.v2, self.v0)))
+        icl_rate = torch.sigmoid(_lora(xa, self.a1, self.a2, self.a0))
+        gate = _lora(xg, self.g1, self.g2, act=torch.sigmoid)
 
-        heads_view = (batch, seq_len, heads, n)
         kk = F.normalize((k * self.k_k).view(heads_view), dim=-1, p=2.0, eps=1e-12)
         k = k * (1 + (icl_rate - 1) * self.k_a)
         r_h, k_h, v_h = r.view(heads_view), k.view(heads_view), v.view(heads_view)
-        y, new_wkv = wkv(r_h, w_log.view(heads_view), k_h, v_h, -kk, kk * icl_rate.view(heads_view), wkv_state)
+        a_h, b_h = -kk, kk * icl_rate.view(heads_view)
+        if len(lead) == 2:
+            y, new_wkv = wkv(r_h, w_log.view(heads_view), k_h, v_h, a_h, b_h, wkv_state)
+        else:
+            args = (t.float() for t in (r_h, torch.exp(w_log.view(heads_view)), k_h, v_h, a_h, b_h))
+            new_wkv, y = _wkv_step(wkv_state.float(), *args)
+            y = y.to(x.dtype)
 
-        y = self.ln_x(y.reshape(batch * seq_len, c)).view(batch, seq_len, c)
+        y = self.ln_x(y.reshape(-1, c)).view(*lead, c)
         bonus = (r_h * k_h * self.r_k).sum(dim=-1, keepdim=True) * v_h
-        y = y + bonus.reshape(batch, seq_len, c)
-        return self.output(y * gate), v_first, x[:, -1], new_wkv
+        return self.output((y + bonus.view(*lead, c)) * gate), v_first, new_wkv
 
 
 class ChannelMix(nn.Module):
@@ -404,8 +457,14 @@ class ChannelMix(nn.Module):
 
     def forward(self, x: Tensor, shift_state: Tensor) -> tuple[Tensor, Tensor]:
         """x: ln2-normalised input [B, T, C]; returns (out [B, T, C], new shift_state [B, C])."""
-        k = x + (_token_shift(x, shift_state) - x) * self.x_k
-        return self.value(torch.relu(self.key(k)) ** 2), x[:, -1]
+        return self._mlp(x, _token_shift(x, shift_state)), x[:, -1]
+
+    def step(self, x: Tensor, shift_state: Tensor) -> tuple[Tensor, Tensor]:
+        """One token, x [B, C] -> (out [B, C], new shift_state = x)."""
+        return self._mlp(x, shift_state.to(x.dtype)), x
+
+    def _mlp(self, x: Tensor, prev: Tensor) -> Tensor:
+        return self.value(torch.relu(self.key(torch.addcmul(x, prev - x, self.x_k))).square())
 
 
 class Block(nn.Module):
@@ -420,14 +479,25 @@ class Block(nn.Module):
         self.ffn = ChannelMix(d_model, layer_id, n_layers)
 
     def forward(
-        self, x: Tensor, v_first: Tensor | None, att_shift: Tensor, wkv_state: Tensor, ffn_shift: Tensor
+        self,
+        x: Tensor,
+        v_first: Tensor | None,
+        att_shift: Tensor,
+        wkv_state: Tensor,
+        ffn_shift: Tensor,
+        *,
+        step: bool = False,
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """Returns (x, v_first, att_shift, wkv_state, ffn_shift) with the layer's states advanced over x."""
+        """x [B, T, C], or one token [B, C] with step=True (the lean decoding path of TimeMix / ChannelMix).
+
+        Returns (x, v_first, att_shift, wkv_state, ffn_shift) with the layer's states advanced over x.
+        """
+        att, ffn = (self.att.step, self.ffn.step) if step else (self.att, self.ffn)
         if self.ln0 is not None:
             x = self.ln0(x)
-        att_out, v_first, att_shift, wkv_state = self.att(self.ln1(x), v_first, att_shift, wkv_state)
+        att_out, v_first, att_shift, wkv_state = att(self.ln1(x), v_first, att_shift, wkv_state)
         x = x + att_out
-        ffn_out, ffn_shift = self.ffn(self.ln2(x), ffn_shift)
+        ffn_out, ffn_shift = ffn(self.ln2(x), ffn_shift)
         return x + ffn_out, v_first, att_shift, wkv_state, ffn_shift
 
 
@@ -520,20 +590,26 @@ class RWKV7Stack(nn.Module):
             raise ValueError(f"expected input [B, T, {self.d_model}], got {tuple(x.shape)}")
         if x.shape[1] == 0:
             raise ValueError("RWKV7Stack.forward needs at least one position (T >= 1)")
+        return self._run(x, state, step=False)
+
+    def step(self, x_t: Tensor, state: RWKV7State | None = None) -> tuple[Tensor, RWKV7State]:
+        """One token: x_t [B, C] -> (y_t [B, C], new state); O(1) in the sequence length, without a time axis."""
+        if x_t.dim() != 2 or x_t.shape[-1] != self.d_model:
+            raise ValueError(f"expected input [B, {self.d_model}], got {tuple(x_t.shape)}")
+        return self._run(x_t, state, step=True)
+
+    def _run(self, x: Tensor, state: RWKV7State | None, step: bool) -> tuple[Tensor, RWKV7State]:
         if state is None:
             state = self.initial_state(x.shape[0], device=x.device, dtype=x.dtype)
         v_first: Tensor | None = None
         att_shifts, wkvs, ffn_shifts = [], [], []
-        for i, block in enumerate(self.blocks):
+        for block, att_shift, wkv_state, ffn_shift in zip(
+            self.blocks, state.att_shift.unbind(0), state.wkv.unbind(0), state.ffn_shift.unbind(0)
+        ):
             x, v_first, att_shift, wkv_state, ffn_shift = block(
-                x, v_first, state.att_shift[i], state.wkv[i], state.ffn_shift[i]
+                x, v_first, att_shift, wkv_state, ffn_shift, step=step
             )
             att_shifts.append(att_shift)
             wkvs.append(wkv_state)
             ffn_shifts.append(ffn_shift)
         return x, RWKV7State(torch.stack(att_shifts), torch.stack(wkvs), torch.stack(ffn_shifts))
-
-    def step(self, x_t: Tensor, state: RWKV7State | None = None) -> tuple[Tensor, RWKV7State]:
-        """One token: x_t [B, C] -> (y_t [B, C], new state); O(1) in the sequence length."""
-        y, state = self.forward(x_t.unsqueeze(1), state)
-        return y.squeeze(1), state

@@ -93,13 +93,31 @@ def test_chunked_matches_recurrent_property(
 
 
 def test_chunked_handles_strong_decay_without_overflow() -> None:
-    """Pairwise decays are differences of cumulative logs, so even decays far below the model's range stay finite."""
+    """Decays far below the model's range shrink the chunk (down to 1) so the factorised e^{-g} never overflows."""
     r, w_log, k, v, a, b, state = random_wkv_inputs(1, 40, 2, 8, seed=3)
-    w_log = w_log * 200.0  # log decay down to -121: e^{-sum w} would overflow fp32 in a factorised form
+    w_log = w_log * 200.0  # log decay down to -121: e^{-sum w} would overflow fp32 over a whole chunk
     y_ref, s_ref = wkv_recurrent(r, w_log, k, v, a, b, state)
     y, s = wkv_chunked(r, w_log, k, v, a, b, state)
     assert torch.isfinite(y).all() and torch.isfinite(s).all()
     assert max_rel_diff(y, y_ref) < 1e-5 and max_rel_diff(s, s_ref) < 1e-5
+
+
+@pytest.mark.parametrize("decay_scale,chunk_size", [(1.0, 64), (5.0, 16), (20.0, 32)])
+def test_chunked_factorised_decay_range(decay_scale: float, chunk_size: int) -> None:
+    """Model decays at their steepest over a 64-step chunk, and steeper ones that make the chunk shrink, stay exact."""
+    r, w_log, k, v, a, b, state = random_wkv_inputs(1, 70, 2, 16, seed=4)
+    w_log = torch.full_like(w_log, LOG_DECAY_MIN * decay_scale)
+    w_log[:, ::3] *= torch.rand(w_log[:, ::3].shape, generator=torch.Generator().manual_seed(0))
+    leaves = [t.clone().requires_grad_() for t in (r, w_log, k, v, a, b, state)]
+    y_ref, s_ref = wkv_recurrent(*leaves)
+    (y_ref.square().sum() + s_ref.sum()).backward()
+    grads_ref = [leaf.grad for leaf in leaves]
+    leaves = [t.clone().requires_grad_() for t in (r, w_log, k, v, a, b, state)]
+    y, s = wkv_chunked(*leaves, chunk_size=chunk_size)
+    (y.square().sum() + s.sum()).backward()
+    assert max_rel_diff(y, y_ref) < 1e-5 and max_rel_diff(s, s_ref) < 1e-5
+    for leaf, g_ref in zip(leaves, grads_ref):
+        assert torch.isfinite(leaf.grad).all() and max_rel_diff(leaf.grad, g_ref) < 1e-4
 
 
 def test_chunked_gradients_match_recurrent() -> None:
