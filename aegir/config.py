@@ -94,8 +94,8 @@ class TrainerConfig:
     num_nodes: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
-    max_steps: int = 300
-    val_check_interval: int = 50
+    max_steps: int = 360
+    val_check_interval: int = 60
     log_every_n_steps: int = 10
     accumulate_grad_batches: int = 1
     deterministic: bool = True
