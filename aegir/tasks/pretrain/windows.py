@@ -11,11 +11,6 @@ from typing import Callable, Iterator
 import torch
 
 
-def as_byte_tensor(data: bytes) -> torch.Tensor:
-    """Bytes as a uint8 tensor without a Python loop (a copy, so the tensor owns writable memory)."""
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)
-
-
 class RandomWindowBatches:
     """Endless iterable of [batch_size, seq_len + 1] long tensors cut at seeded random offsets.
 
