@@ -172,6 +172,15 @@ _DISCRIMINATED = {"model": ("arch", MODEL_SCHEMAS), "task": ("name", TASK_SCHEMA
 _NAMED = {"gates", "stages"}
 _HYDRA_KEYS = {"hydra"}
 GATE_OPS = ("<", "<=", ">", ">=", "==", "!=")
+# Keys whose value must be one of a closed set (checked after the schema merge, before any work).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "objective.mode": ("min", "max"),
+    "callbacks.checkpoint.mode": ("min", "max"),
+    "callbacks.progress_bar": ("tqdm", "rich", "none"),
+    "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),
+    "trainer.precision": ("32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true"),
+    "task.data.source": ("synthetic", "files"),
+}
 
 
 def _schema_at(schema: Any, path: Sequence[str]) -> Any:
@@ -237,6 +246,10 @@ def validate(cfg: DictConfig) -> DictConfig:
     out["stages"] = _validate_stages(container.get("stages") or {})
     if out["arm"]["name"] not in ARMS:
         _fail("arm.name", f"'{out['arm']['name']}' is not one of: {', '.join(ARMS)}")
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(OmegaConf.create(out), key, default=None)
+        if value is not None and str(value) not in allowed and "${" not in str(value):
+            _fail(key, f"'{value}' is not one of: {', '.join(allowed)}")
     if "hydra" in container:
         out["hydra"] = container["hydra"]
     typed = OmegaConf.create(out)

@@ -51,6 +51,9 @@ def test_defaults_are_the_cpu_nano_pretraining(compose) -> None:
     ("arm.name=bogus", "arm.name", "not one of: full, no_ontology, no_schema"),
     ("+task.data.n_docs=3", "task.data.n_docs", "allowed keys here: n_documents, path, source, val_fraction"),
     ("+gates.g.metric=val/bpb", "gates.g.op", None),
+    ("trainer.precision=fp8", "trainer.precision", "not one of: 32-true"),
+    ("objective.mode=up", "objective.mode", "not one of: min, max"),
+    ("task.data.source=web", "task.data.source", "not one of: synthetic, files"),
 ])
 def test_bad_values_name_the_key(compose, override: str, key: str, fragment: str | None) -> None:
     if key == "gates.g.op":  # a gate with an invalid operator
