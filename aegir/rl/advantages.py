@@ -1,0 +1,144 @@
+"""Per-sequence advantages for group-sampled completions (GRPO, Dr. GRPO, Lite-PPO, GDPO, RLOO).
+
+Layout convention: rewards are ``[n_groups, group_size]`` -- row g holds the G completions sampled for prompt g
+(flat, group-contiguous rollouts become this with ``rewards.view(-1, G)``). Multi-reward inputs are
+``[n_groups, group_size, K]``. Groups never span ranks, so every function here works on a local batch of whole
+groups; "batch" statistics are statistics of that local batch.
+
+Conventions (shared/reference/grpo.md §1.2, §8.1):
+- std is Bessel-corrected (unbiased, ddof=1), as TRL's ``nanstd``/``torch.std``; hence ``group_size >= 2``.
+- eps = 1e-4 by default (TRL), added to the std, not to the variance.
+- rewards must be finite: a reward that "does not apply" (TRL's None -> NaN) is not supported here.
+
+Each function returns one scalar per completion, ``[n_groups, group_size]``; broadcasting over tokens happens in
+the loss.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+ScaleRewards = Literal["group", "batch", "none"]
+AdvantageKind = Literal["grpo", "gdpo", "rloo"]
+
+DEFAULT_EPS = 1e-4
+
+
+def _check_groups(rewards: Tensor, ndim: int) -> None:
+    """Shape and value contract shared by all estimators."""
+    if rewards.ndim != ndim:
+        raise ValueError(f"expected rewards with {ndim} dims, got shape {tuple(rewards.shape)}")
+    if rewards.shape[1] < 2:
+        raise ValueError(f"group_size must be >= 2 (Bessel std, leave-one-out), got {rewards.shape[1]}")
+    if not rewards.is_floating_point():
+        raise ValueError(f"rewards must be a floating tensor, got {rewards.dtype}")
+    if not torch.isfinite(rewards).all():
+        raise ValueError("rewards must be finite (NaN/inf rewards are not supported)")
+
+
+def group_advantages(rewards: Tensor, scale_rewards: ScaleRewards = "group", eps: float = DEFAULT_EPS) -> Tensor:
+    """TRL ``sum_then_normalize`` advantage (grpo.md §1.2; Dr. GRPO §4.2; Lite-PPO = "batch").
+
+    A_i = r_i − μ_g, then
+      "group": A_i / (σ_g + eps)       σ_g = unbiased std of the group   (DeepSeekMath GRPO)
+      "batch": A_i / (σ_B + eps)       σ_B = unbiased std of all rewards in the local batch (the mean stays μ_g)
+      "none":  A_i                     (Dr. GRPO: no difficulty bias from ÷std)
+    A zero-variance group gets exactly 0 in every mode (its numerator is 0).
+    """
+    _check_groups(rewards, 2)
+    centered = rewards - rewards.mean(dim=1, keepdim=True)
+    if scale_rewards == "group":
+        return centered / (rewards.std(dim=1, keepdim=True) + eps)
+    if scale_rewards == "batch":
+        return centered / (rewards.std() + eps)
+    if scale_rewards == "none":
+        return centered
+    raise ValueError(f"scale_rewards must be 'group', 'batch' or 'none', got {scale_rewards!r}")
+
+
+def gdpo_advantages(component_rewards: Tensor, weights: Tensor | None = None, eps: float = DEFAULT_EPS) -> Tensor:
+    """GDPO / TRL ``normalize_then_sum`` (grpo.md §4.4, §1.2): normalise each reward within its group, sum, then
+    normalise over the batch, so distinct reward combinations keep distinct advantages.
+
+    Â_{g,i,k} = (R_{g,i,k} − mean_i R_{g,·,k}) / (std_i R_{g,·,k} + eps)     per component k, within group g
+    S_{g,i}   = Σ_k w_k Â_{g,i,k}
+    A_{g,i}   = (S_{g,i} − mean_batch S) / (std_batch S + eps)              (keeps scale independent of K)
+    A component constant within a group has a zero numerator, so it contributes exactly 0 to S for that group
+    (no special-casing). ``scale_rewards`` does not apply. std is unbiased throughout.
+    """
+    _check_groups(component_rewards, 3)
+    n_components = component_rewards.shape[2]
+    if weights is None:
+        weights = torch.ones(n_components, dtype=component_rewards.dtype, device=component_rewards.device)
+    weights = torch.as_tensor(weights, dtype=component_rewards.dtype, device=component_rewards.device)
+    if weights.shape != (n_components,):
+        raise ValueError(f"weights must have shape ({n_components},), got {tuple(weights.shape)}")
+    per_component = (component_rewards - component_rewards.mean(dim=1, keepdim=True)) / (
+        component_rewards.std(dim=1, keepdim=True) + eps)
+    summed = (per_component * weights).sum(dim=2)
+    return (summed - summed.mean()) / (summed.std() + eps)
+
+
+def rloo_advantages(rewards: Tensor) -> Tensor:
+    """REINFORCE leave-one-out (grpo.md §2.2, verl ``rloo``): each completion's baseline is the mean reward of the
+    *other* G−1 completions of its group, which keeps the baseline independent of the sample it scores.
+
+    A_i = r_i − (Σ_{j≠i} r_j)/(G−1) = G/(G−1) · (r_i − μ_g)      (no std scaling, no extra factor)
+    """
+    _check_groups(rewards, 2)
+    group_size = rewards.shape[1]
+    others_mean = (rewards.sum(dim=1, keepdim=True) - rewards) / (group_size - 1)
+    return rewards - others_mean
+
+
+def zero_std_groups(rewards: Tensor, atol: float = 1e-6) -> Tensor:
+    """Bool mask ``[n_groups]``: groups whose rewards all agree (unbiased std ≤ atol). Such groups give zero
+    advantage, hence zero policy gradient: the DAPO dynamic-sampling filter and the ``frac_reward_zero_std``
+    metric (grpo.md §1.5, §4.3). Always computed per group, whatever the scaling mode (grpo.md §8.1.7)."""
+    _check_groups(rewards, 2)
+    return rewards.std(dim=1) <= atol
+
+
+def frac_zero_std(rewards: Tensor, atol: float = 1e-6) -> float:
+    """Fraction of groups with zero reward std (equal to the fraction of samples, since groups are equal-sized)."""
+    return zero_std_groups(rewards, atol).float().mean().item()
+
+
+def combine_components(component_rewards: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Weighted sum over the reward axis, r_i = Σ_k w_k R_{i,k} (TRL ``sum_then_normalize``, grpo.md §1.2):
+    ``[n_groups, G, K] -> [n_groups, G]``; a 2-D input is already a single reward and is returned unchanged."""
+    if component_rewards.ndim == 2:
+        if weights is not None and torch.as_tensor(weights).numel() != 1:
+            raise ValueError("a single reward [n_groups, G] takes at most one weight")
+        return component_rewards if weights is None else component_rewards * torch.as_tensor(weights).reshape(())
+    if component_rewards.ndim != 3:
+        raise ValueError(f"expected [n_groups, G] or [n_groups, G, K] rewards, got {tuple(component_rewards.shape)}")
+    n_components = component_rewards.shape[2]
+    if weights is None:
+        return component_rewards.sum(dim=2)
+    weights = torch.as_tensor(weights, dtype=component_rewards.dtype, device=component_rewards.device)
+    if weights.shape != (n_components,):
+        raise ValueError(f"weights must have shape ({n_components},), got {tuple(weights.shape)}")
+    return (component_rewards * weights).sum(dim=2)
+
+
+def compute_advantages(kind: AdvantageKind, rewards: Tensor, *, weights: Tensor | None = None,
+                       scale_rewards: ScaleRewards = "group", eps: float = DEFAULT_EPS) -> Tensor:
+    """Dispatch by estimator name; returns per-sequence advantages ``[n_groups, group_size]``.
+
+    ``rewards`` is ``[n_groups, G]`` (one reward) or ``[n_groups, G, K]`` (K weighted components).
+    - "grpo": weighted sum of components, then :func:`group_advantages` with ``scale_rewards``/``eps``.
+    - "rloo": weighted sum of components, then :func:`rloo_advantages` (``scale_rewards``/``eps`` unused).
+    - "gdpo": :func:`gdpo_advantages` per component (a 2-D input is one component; ``scale_rewards`` unused).
+    """
+    if kind == "grpo":
+        return group_advantages(combine_components(rewards, weights), scale_rewards, eps)
+    if kind == "rloo":
+        return rloo_advantages(combine_components(rewards, weights))
+    if kind == "gdpo":
+        components = rewards.unsqueeze(-1) if rewards.ndim == 2 else rewards
+        return gdpo_advantages(components, weights, eps)
+    raise ValueError(f"advantage kind must be 'grpo', 'gdpo' or 'rloo', got {kind!r}")
