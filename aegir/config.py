@@ -54,7 +54,19 @@ class PretrainTaskConfig:
     val_batch_size: int = 32
 
 
-TASK_SCHEMAS: dict[str, type] = {"pretrain": PretrainTaskConfig}
+@dataclass
+class ToyTaskConfig:
+    name: str = "toy_arith"
+    n_train: int = 2000
+    n_eval: int = 50
+    max_operand: int = 9
+    ops: str = "+"
+    restrict_vocab: bool = True
+
+
+TASK_SCHEMAS: dict[str, type] = {"pretrain": PretrainTaskConfig, "toy_arith": ToyTaskConfig}
+# Which loop (algo.name) each task trains with.
+TASK_ALGOS: dict[str, tuple[str, ...]] = {"pretrain": ("lm",), "toy_arith": ("grpo",)}
 
 
 # --------------------------------------------------------------------------------------------------- arm
@@ -82,7 +94,62 @@ class LMAlgoConfig:
     w0_lr_mult: float = 2.0
 
 
-ALGO_SCHEMAS: dict[str, type] = {"lm": LMAlgoConfig}
+@dataclass
+class OverlongConfig:
+    enabled: bool = False
+    cache_len: int = 4
+
+
+@dataclass
+class DynamicSamplingConfig:
+    enabled: bool = False
+    max_resamples: int = 2
+
+
+@dataclass
+class CollapseConfig:
+    std_threshold: float = 1e-3
+    patience: int = 20
+    stop: bool = False
+
+
+@dataclass
+class GRPOAlgoConfig:
+    name: str = "grpo"
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 5
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.99
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    w0_lr_mult: float = 1.0
+    group_size: int = 8
+    prompts_per_step: int = 8
+    micro_batch_size: int = 64
+    num_iterations: int = 1
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_completion_length: int = 8
+    advantage: str = "grpo"
+    scale_rewards: str = "group"
+    adv_eps: float = 1e-4
+    loss_type: str = "dapo"
+    clip_eps_low: float = 0.2
+    clip_eps_high: float = 0.28
+    kl_coef: float = 0.0
+    kl_estimator: str = "k3"
+    entropy_coef: float = 0.0
+    mask_truncated_completions: bool = False
+    overlong: OverlongConfig = field(default_factory=OverlongConfig)
+    dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)
+    collapse: CollapseConfig = field(default_factory=CollapseConfig)
+    eval_temperature: float = 0.0
+    eval_batch_size: int = 64
+
+
+ALGO_SCHEMAS: dict[str, type] = {"lm": LMAlgoConfig, "grpo": GRPOAlgoConfig}
 
 
 # --------------------------------------------------------------------------------------------------- the rest
@@ -170,6 +237,8 @@ class RootConfig:
 _DISCRIMINATED = {"model": ("arch", MODEL_SCHEMAS), "task": ("name", TASK_SCHEMAS), "algo": ("name", ALGO_SCHEMAS)}
 # Sections whose keys are free-form names validated entry by entry.
 _NAMED = {"gates", "stages"}
+# Sections passed through as mappings and validated by their consumer before any work (aegir.rl.rewards).
+_FREEFORM = {"reward"}
 _HYDRA_KEYS = {"hydra"}
 GATE_OPS = ("<", "<=", ">", ">=", "==", "!=")
 # Keys whose value must be one of a closed set (checked after the schema merge, before any work).
@@ -180,6 +249,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),
     "trainer.precision": ("32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true"),
     "task.data.source": ("synthetic", "files"),
+    "algo.advantage": ("grpo", "gdpo", "rloo"),
+    "algo.scale_rewards": ("group", "batch", "none"),
+    "algo.loss_type": ("grpo", "bnpo", "dr_grpo", "dapo"),
+    "algo.kl_estimator": ("k1", "k2", "k3"),
 }
 
 
@@ -198,7 +271,7 @@ def allowed_keys(path: str) -> list[str]:
     """Keys allowed at a dotted config path (for error messages), or [] if the path is not a structured section."""
     parts = [p for p in path.split(".") if p]
     if not parts:
-        return sorted([f.name for f in fields(RootConfig)] + list(_DISCRIMINATED) + sorted(_NAMED))
+        return sorted([f.name for f in fields(RootConfig)] + list(_DISCRIMINATED) + sorted(_NAMED | _FREEFORM))
     if parts[0] in _DISCRIMINATED:  # the first registered schema stands for the section's shape
         return _keys_of(_schema_at(next(iter(_DISCRIMINATED[parts[0]][1].values())), parts[1:]))
     return _keys_of(_schema_at(RootConfig, parts))
@@ -230,7 +303,7 @@ def validate(cfg: DictConfig) -> DictConfig:
     out: dict[str, Any] = {}
     root_names = {f.name for f in fields(RootConfig)}
     for key in container:
-        if key not in root_names and key not in _DISCRIMINATED and key not in _NAMED and key not in _HYDRA_KEYS:
+        if key not in root_names | set(_DISCRIMINATED) | _NAMED | _FREEFORM | _HYDRA_KEYS:
             _fail(key, f"unknown top-level key; allowed: {', '.join(allowed_keys(''))}")
     root_part = {k: v for k, v in container.items() if k in root_names}
     out.update(OmegaConf.to_container(_merge_section(RootConfig, root_part, ""), resolve=False))  # type: ignore[arg-type]
@@ -242,6 +315,14 @@ def validate(cfg: DictConfig) -> DictConfig:
         if kind not in registry:
             _fail(f"{section}.{disc}", f"'{kind}' is not one of: {', '.join(sorted(registry))}")
         out[section] = OmegaConf.to_container(_merge_section(registry[kind], node, section), resolve=False)
+    algos = TASK_ALGOS[out["task"]["name"]]
+    if out["algo"]["name"] not in algos:
+        _fail("algo", f"task {out['task']['name']} trains with algo={' or algo='.join(algos)}, "
+                      f"not algo={out['algo']['name']}")
+    reward = container.get("reward") or {}
+    if not isinstance(reward, dict):
+        _fail("reward", "must be a mapping {components, gate, workers, timeout_s}")
+    out["reward"] = reward
     out["gates"] = _validate_gates(container.get("gates") or {})
     out["stages"] = _validate_stages(container.get("stages") or {})
     if out["arm"]["name"] not in ARMS:

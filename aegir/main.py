@@ -24,13 +24,11 @@ from aegir import hydra_resolvers
 from aegir.config import validate
 from aegir.errors import InputError
 from aegir.eval.gates import GATE_FAILED_EXIT_CODE, evaluate_gates, gate_metrics
-from aegir.eval.stats import mean_ci
 from aegir.rundir import (HistoryWriter, RunPaths, config_hash, git_state, hardware, package_versions, read_history,
                           read_json, update_json, write_json_atomic)
 
 log = logging.getLogger("aegir")
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-LN2 = math.log(2.0)
 
 
 class GateFailedError(Exception):
@@ -128,9 +126,7 @@ def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (
     """Fit, evaluate and gate one stage in `paths`. Every input check happens before metadata.json exists."""
     import lightning as L
 
-    from aegir.loops.lm import ByteLMModule
-    from aegir.models.build import build_model, count_parameters
-    from aegir.tasks.pretrain.task import prepare_pretrain_data
+    from aegir.loops.factory import build_stage
 
     started = time.time()
     _single_log_stream()
@@ -143,10 +139,9 @@ def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (
         raise InputError(f"resume: no checkpoint to resume from at {paths.last_ckpt}")
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    log.info("preparing data: task=%s arm=%s data_seed=%d", cfg.task.name, cfg.arm.name, cfg.data_seed)
-    data = prepare_pretrain_data(cfg.task, arm=cfg.arm.name, data_seed=cfg.data_seed)
-    model = build_model(cfg.model)
-    n_params = count_parameters(model)
+    log.info("preparing task=%s arm=%s data_seed=%d", cfg.task.name, cfg.arm.name, cfg.data_seed)
+    built = build_stage(cfg, paths)
+    n_params = built.n_parameters
     log.info("model %s (%s): %s parameters", cfg.model.name, cfg.model.arch, f"{n_params:,}")
 
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -159,25 +154,20 @@ def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (
             "ended_at": None, "seed": cfg.seed, "data_seed": cfg.data_seed, "arm": cfg.arm.name,
             "tags": list(cfg.tags), "notes": cfg.notes, "stage": stage, "parent": parent,
             "model": {"arch": cfg.model.arch, "name": cfg.model.name, "n_parameters": n_params},
-            "data": data.provenance, "config": resolved, "config_hash": config_hash(resolved),
+            "data": built.provenance, "config": resolved, "config_hash": config_hash(resolved),
             "overrides": list(overrides), "command": sys.argv, "git": git_state(), "versions": package_versions(),
             "hardware": hardware(), "trial": None,
         })
 
-    module = ByteLMModule(
-        model, data.train, data.val_windows, seq_len=cfg.task.seq_len, batch_size=cfg.task.batch_size,
-        val_batch_size=cfg.task.val_batch_size, seed=cfg.seed, lr=cfg.algo.lr, min_lr_ratio=cfg.algo.min_lr_ratio,
-        warmup_steps=cfg.algo.warmup_steps, weight_decay=cfg.algo.weight_decay,
-        betas=(cfg.algo.beta1, cfg.algo.beta2), eps=cfg.algo.eps, w0_lr_mult=cfg.algo.w0_lr_mult,
-        total_steps=cfg.trainer.max_steps)
-    trainer = build_trainer(cfg, paths)
+    module = built.module
+    trainer = build_trainer(cfg, paths, module)
     if _is_rank_zero() and trainer.loggers:
         _log_config_text(trainer, cfg)
     try:
         trainer.fit(module, ckpt_path=str(resume_from) if resume_from else None)
         if trainer.global_rank != 0:
             return StageResult(paths, math.nan)
-        summary = _finalize(cfg, paths, module, data.val_windows, trainer.global_step, started)
+        summary = _finalize(cfg, paths, module, trainer.global_step, started)
     except BaseException as err:
         if _is_rank_zero() and paths.metadata.exists():
             update_json(paths.metadata, status="failed", ended_at=_now(),
@@ -187,13 +177,13 @@ def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (
     return StageResult(paths, summary["objective"]["value"], summary)
 
 
-def build_trainer(cfg: DictConfig, paths: RunPaths) -> Any:
+def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any) -> Any:
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
 
     from aegir.observe.history_logger import HistoryLogger
-    from aegir.observe.callbacks import ThreadsPerProcess
+    from aegir.observe.callbacks import ParamSyncCheck, ThreadsPerProcess
     from aegir.rundir import TB_DIR
 
     ckpt = cfg.callbacks.checkpoint
@@ -203,6 +193,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths) -> Any:
     show_bar = cfg.trainer.enable_progress_bar and cfg.callbacks.progress_bar != "none"
     if show_bar:
         callbacks.append(RichProgressBar() if cfg.callbacks.progress_bar == "rich" else TQDMProgressBar())
+    callbacks.append(ParamSyncCheck())
     if cfg.trainer.num_threads:
         callbacks.append(ThreadsPerProcess(int(cfg.trainer.num_threads)))
     loggers: list[Any] = [HistoryLogger(paths.history)]
@@ -216,7 +207,9 @@ def build_trainer(cfg: DictConfig, paths: RunPaths) -> Any:
         # The training iterable is endless: validate every N *optimizer* steps, counted in micro-batches.
         val_check_interval=cfg.trainer.val_check_interval * accumulate, check_val_every_n_epoch=None,
         log_every_n_steps=cfg.trainer.log_every_n_steps, accumulate_grad_batches=accumulate,
-        gradient_clip_val=cfg.algo.grad_clip or None, deterministic=cfg.trainer.deterministic,
+        # Loops with manual optimisation (GRPO) clip inside their own update.
+        gradient_clip_val=(cfg.algo.grad_clip or None) if module.automatic_optimization else None,
+        deterministic=cfg.trainer.deterministic,
         enable_progress_bar=show_bar, enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False, callbacks=callbacks, logger=loggers, default_root_dir=str(paths.root))
 
@@ -230,20 +223,16 @@ def _log_config_text(trainer: Any, cfg: DictConfig) -> None:
             logger.experiment.add_text("config", text, global_step=0)
 
 
-def _finalize(cfg: DictConfig, paths: RunPaths, module: Any, val_windows: torch.Tensor, step: int,
-              started: float) -> dict[str, Any]:
-    """Score the best checkpoint on the fixed validation windows, evaluate gates, write summary.json."""
-    from aegir.loops.lm import evaluate_windows
-    from aegir.models.build import read_state_dict
-
+def _finalize(cfg: DictConfig, paths: RunPaths, module: Any, step: int, started: float) -> dict[str, Any]:
+    """Score the best checkpoint with the loop's own final evaluation, evaluate gates, write summary.json."""
     evaluated = "final weights"
     if paths.best_ckpt.is_file():
-        module.model.load_state_dict(read_state_dict(paths.best_ckpt))
+        state = torch.load(paths.best_ckpt, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
         evaluated = str(paths.best_ckpt)
-    per_window_bpb = (evaluate_windows(module.model, val_windows, cfg.task.val_batch_size) / LN2).numpy()
-    bpb = mean_ci(per_window_bpb)
+    final, final_stats = module.final_metrics()
+    metrics: dict[str, float] = dict(final)
     history = read_history(paths.history)
-    metrics: dict[str, float] = {"val/bpb": bpb.mean, "val/loss": bpb.mean * LN2}
     for name in ("train/loss", "train/bpb"):
         if history.get(name):
             metrics[name] = history[name][-1][1]
@@ -262,7 +251,7 @@ def _finalize(cfg: DictConfig, paths: RunPaths, module: Any, val_windows: torch.
         "status": "finished",
         "objective": {"metric": cfg.objective.metric, "mode": cfg.objective.mode, "value": objective_value},
         "metrics": metrics,
-        "metric_stats": {"val/bpb": bpb.as_dict()},
+        "metric_stats": final_stats,
         "evaluated_checkpoint": evaluated,
         "gates": {name: v.as_dict() for name, v in verdicts.items()},
         "gates_passed": all(v.passed for v in verdicts.values()),
@@ -371,13 +360,10 @@ def _report(result: StageResult) -> None:
     """Say where the results are (DESIGN.md §1: every command ends by saying so)."""
     if not _is_rank_zero():
         return
-    metrics = result.summary.get("metrics", {})
-    stats = result.summary.get("metric_stats", {}).get("val/bpb")
-    bpb = metrics.get("val/bpb")
     lines = [f"run directory: {result.paths.root}"]
-    if bpb is not None:
-        ci = f" ± {stats['ci95']:.4f} (95% CI over {stats['n']} windows)" if stats else ""
-        lines.append(f"final val/bpb: {bpb:.4f}{ci}")
+    for name, stats in result.summary.get("metric_stats", {}).items():
+        label = "val/bpb" if name == "val/bpb" else ("eval/reward" if name == "all" else f"eval/{name}/reward")
+        lines.append(f"final {label}: {stats['mean']:.4f} ± {stats['ci95']:.4f} (95% CI, n={stats['n']})")
     objective = result.summary.get("objective", {})
     lines.append(f"objective {objective.get('metric')}: {objective.get('value')}")
     for name, verdict in result.summary.get("gates", {}).items():

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from aegir.eval.stats import mean_ci
 from aegir.tasks.pretrain.windows import RandomWindowBatches
 
 LN2 = math.log(2.0)
@@ -145,15 +146,11 @@ class ByteLMModule(L.LightningModule):
             optimizer, lambda step: warmup_cosine(step, self.warmup_steps, self.total_steps, self.min_lr_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
-    def on_train_end(self) -> None:
-        """Under DDP, record how far the ranks' parameters drifted apart (0 when they stayed in sync)."""
-        if self.trainer.world_size < 2:
-            return
-        flat = torch.cat([p.detach().float().reshape(-1) for p in self.model.parameters()])
-        gathered = self.trainer.strategy.all_gather(flat)
-        drift = float((gathered - gathered[0:1]).abs().max())
-        for logger in self.loggers:
-            logger.log_metrics({"ddp/param_max_abs_diff": drift}, step=self.trainer.global_step)
+    def final_metrics(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        """val/bpb and val/loss of the current weights on the fixed windows, with the per-window 95% CI."""
+        per_window_bpb = (evaluate_windows(self.model, self.val_windows, self.val_batch_size) / LN2).numpy()
+        bpb = mean_ci(per_window_bpb)
+        return {"val/bpb": bpb.mean, "val/loss": bpb.mean * LN2}, {"val/bpb": bpb.as_dict()}
 
 
 @torch.no_grad()

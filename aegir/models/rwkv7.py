@@ -546,6 +546,17 @@ class RWKV7State:
         return RWKV7State(self.att_shift.detach(), self.wkv.detach(), self.ffn_shift.detach())
 
     @staticmethod
+    def cat(states: list[RWKV7State]) -> RWKV7State:
+        """Stack several states' rows into one batch (e.g. prompts prefilled separately, decoded together)."""
+        return RWKV7State(torch.cat([s.att_shift for s in states], dim=1), torch.cat([s.wkv for s in states], dim=1),
+                          torch.cat([s.ffn_shift for s in states], dim=1))
+
+    def index_rows(self, rows: Tensor) -> RWKV7State:
+        """The state of the given batch rows, in that order (rows may repeat: one prompt state -> G samples)."""
+        return RWKV7State(self.att_shift.index_select(1, rows), self.wkv.index_select(1, rows),
+                          self.ffn_shift.index_select(1, rows))
+
+    @staticmethod
     def where(mask: Tensor, new: RWKV7State, old: RWKV7State) -> RWKV7State:
         """Per-row commit: rows with mask[b] True take `new`, the others keep `old` (batched masked decoding)."""
 

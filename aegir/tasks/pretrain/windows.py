@@ -31,7 +31,7 @@ class RandomWindowBatches:
         self._span = torch.arange(seq_len + 1)
 
     def batch(self, index: int) -> torch.Tensor:
-        generator = torch.Generator().manual_seed(_mix(self.seed, self.rank, index))
+        generator = torch.Generator().manual_seed(mix_seed(self.seed, self.rank, index))
         offsets = torch.randint(0, self.data.numel() - self.seq_len - 1, (self.batch_size,), generator=generator)
         return self.data[offsets[:, None] + self._span].long()
 
@@ -42,7 +42,7 @@ class RandomWindowBatches:
             index += 1
 
 
-def _mix(seed: int, rank: int, index: int) -> int:
+def mix_seed(seed: int, rank: int, index: int) -> int:
     """A 63-bit generator seed that differs for every (seed, rank, index) (splitmix64 finaliser)."""
     x = (seed * 0x9E3779B97F4A7C15 + rank * 0xBF58476D1CE4E5B9 + index * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
     x ^= x >> 30

@@ -1,0 +1,64 @@
+"""Build the LightningModule of a stage from its validated config: the task decides the data, the algo the loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from aegir.models.build import build_model, count_parameters
+from aegir.rundir import RunPaths, sha256_bytes
+
+
+@dataclass
+class StageBuild:
+    module: L.LightningModule
+    n_parameters: int
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def build_stage(cfg: DictConfig, paths: RunPaths) -> StageBuild:
+    """Data + model + loop for `cfg.task.name`; every input check (InputError) happens here, before any work."""
+    if cfg.task.name == "pretrain":
+        return _pretrain(cfg)
+    if cfg.task.name == "toy_arith":
+        return _toy_grpo(cfg, paths)
+    raise AssertionError(f"task {cfg.task.name} has a schema but no builder")  # aegir.config lists the tasks
+
+
+def _pretrain(cfg: DictConfig) -> StageBuild:
+    from aegir.loops.lm import ByteLMModule
+    from aegir.tasks.pretrain.task import prepare_pretrain_data
+
+    data = prepare_pretrain_data(cfg.task, arm=cfg.arm.name, data_seed=cfg.data_seed)
+    model = build_model(cfg.model)
+    module = ByteLMModule(
+        model, data.train, data.val_windows, seq_len=cfg.task.seq_len, batch_size=cfg.task.batch_size,
+        val_batch_size=cfg.task.val_batch_size, seed=cfg.seed, lr=cfg.algo.lr, min_lr_ratio=cfg.algo.min_lr_ratio,
+        warmup_steps=cfg.algo.warmup_steps, weight_decay=cfg.algo.weight_decay,
+        betas=(cfg.algo.beta1, cfg.algo.beta2), eps=cfg.algo.eps, w0_lr_mult=cfg.algo.w0_lr_mult,
+        total_steps=cfg.trainer.max_steps)
+    return StageBuild(module, count_parameters(model), data.provenance)
+
+
+def _toy_grpo(cfg: DictConfig, paths: RunPaths) -> StageBuild:
+    import json
+
+    from aegir.loops.grpo import GRPOModule
+    from aegir.rl.rewards import RewardSpec
+    from aegir.tasks.toy import toy_allowed_token_ids, toy_splits
+
+    reward = OmegaConf.to_container(cfg.reward, resolve=True)
+    spec = RewardSpec.from_config(reward)  # type: ignore[arg-type]
+    splits = toy_splits(cfg.data_seed, cfg.task.n_train, cfg.task.n_eval, cfg.task.max_operand, cfg.task.ops)
+    model = build_model(cfg.model)
+    module = GRPOModule(model, splits.train, splits.eval, spec, OmegaConf.to_container(cfg.algo, resolve=True),
+                        seed=cfg.seed, total_steps=cfg.trainer.max_steps,
+                        allowed_ids=toy_allowed_token_ids(cfg.task.ops) if cfg.task.restrict_vocab else None,
+                        samples_dir=paths.samples)
+    provenance = {"toy": {**splits.provenance,
+                          "eval_sha256": sha256_bytes(json.dumps(splits.eval, sort_keys=True).encode()),
+                          "train_sha256": sha256_bytes(json.dumps(splits.train, sort_keys=True).encode())}}
+    return StageBuild(module, count_parameters(model), provenance)

@@ -1,0 +1,447 @@
+"""Lightning module for GRPO: rollout -> verifiable rewards -> group advantages -> clipped policy update.
+
+Orchestration only: sampling and log-probs are in `aegir.rl.rollout`, rewards in `aegir.rl.rewards`, advantages and
+losses are pure functions in `aegir.rl.advantages` / `aegir.rl.losses`. One `training_step` is one generation batch
+(`prompts_per_step` prompts x `group_size` completions); it makes `num_iterations` optimizer steps over it, each
+accumulating gradients over micro-batches (manual optimisation, so the dapo global-token normaliser is exact).
+Evaluation is Lightning's validation loop over a fixed prompt set, so checkpointing on `eval/reward` and resume
+work as for every other loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+
+from aegir.eval.stats import mean_ci
+from aegir.loops.lm import parameter_groups, warmup_cosine
+from aegir.rl.advantages import compute_advantages, zero_std_groups
+from aegir.rl.losses import mask_truncated, policy_loss, soft_overlong_penalty
+from aegir.rl.rewards import RewardComposer, RewardSpec, write_error_samples
+from aegir.rl.rollout import RolloutBatch, allowed_mask, completion_logprobs, sample_groups
+from aegir.tasks.pretrain.windows import mix_seed
+from aegir.tokenizer import ByteTokenizer
+
+log = logging.getLogger("aegir")
+
+
+class PromptBatches:
+    """Endless iterable of prompt-record lists; batch i is a pure function of (seed, rank, i), so resume needs no
+    sampler state (the loop asks for batch `global_step // num_iterations`)."""
+
+    def __init__(self, records: Sequence[Mapping[str, Any]], prompts_per_step: int, seed: int, rank: int = 0,
+                 start_index: Any = lambda: 0) -> None:
+        self.records, self.prompts_per_step, self.seed, self.rank = list(records), prompts_per_step, seed, rank
+        self.start_index = start_index
+
+    def batch(self, index: int) -> list[Mapping[str, Any]]:
+        generator = torch.Generator().manual_seed(mix_seed(self.seed, self.rank, index))
+        picks = torch.randint(0, len(self.records), (self.prompts_per_step,), generator=generator)
+        return [self.records[i] for i in picks.tolist()]
+
+    def __iter__(self) -> Iterator[list[Mapping[str, Any]]]:
+        index = int(self.start_index())
+        while True:
+            yield self.batch(index)
+            index += 1
+
+
+def _collate_records(records: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return records
+
+
+class GRPOModule(L.LightningModule):
+    """GRPO with the knobs of TRL / verl (grpo.md): advantage kind and scaling, clip-higher, loss normalisation,
+    KL estimator and coefficient (no reference copy when 0), entropy bonus, truncation masking, soft overlong
+    penalty, dynamic sampling of zero-variance groups, and a reward-collapse canary."""
+
+    def __init__(self, policy: nn.Module, train_records: Sequence[Mapping[str, Any]],
+                 eval_records: Sequence[Mapping[str, Any]], reward_spec: RewardSpec, algo: Mapping[str, Any],
+                 *, seed: int, total_steps: int, allowed_ids: Sequence[int] | None, samples_dir: Path) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.policy = policy
+        self.ref = None
+        if float(algo["kl_coef"]) > 0:  # a frozen copy only when the KL term is on
+            self.ref = copy.deepcopy(policy).eval().requires_grad_(False)
+        self.train_records, self.eval_records = list(train_records), list(eval_records)
+        self.reward_spec = reward_spec
+        self.algo = dict(algo)
+        self.seed, self.total_steps = seed, total_steps
+        self.allowed_ids = None if allowed_ids is None else list(allowed_ids)
+        self.samples_dir = Path(samples_dir)
+        self.tokenizer = ByteTokenizer()
+        self._composer: RewardComposer | None = None
+        self._low_std_streak = 0
+        self._eval_rows: list[dict[str, Any]] = []
+        self._generation_index = 0
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def composer(self) -> RewardComposer:
+        if self._composer is None:  # built lazily, in the process that trains (spawned DDP workers included)
+            self._composer = RewardComposer(self.reward_spec)
+        return self._composer
+
+    def _allowed(self) -> Tensor:
+        vocab = self.policy.emb.weight.shape[0]  # type: ignore[union-attr]
+        return allowed_mask(vocab, self.allowed_ids, device=self.device)
+
+    def _prompt_ids(self, record: Mapping[str, Any]) -> list[int]:
+        return self.tokenizer.encode(str(record["prompt"]))
+
+    def _decode(self, batch: RolloutBatch) -> list[str]:
+        return [self.tokenizer.decode(row[: int(n)].tolist()) for row, n in zip(batch.completion_ids, batch.lengths)]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_composer"] = None  # worker pools do not pickle (ddp_spawn)
+        return state
+
+    # ------------------------------------------------------------------ data
+    def train_dataloader(self) -> Any:
+        iterations = int(self.algo["num_iterations"])
+        batches = PromptBatches(self.train_records, int(self.algo["prompts_per_step"]), self.seed,
+                                rank=self.trainer.global_rank,
+                                start_index=lambda: self.trainer.global_step // iterations)
+        return torch.utils.data.DataLoader(_IterableWrapper(batches), batch_size=None, collate_fn=_collate_records)
+
+    def val_dataloader(self) -> Any:
+        size = int(self.algo["eval_batch_size"])
+        chunks = [self.eval_records[i: i + size] for i in range(0, len(self.eval_records), size)]
+        return torch.utils.data.DataLoader(chunks, batch_size=None, collate_fn=_collate_records)
+
+    # ------------------------------------------------------------------ rollout + scoring
+    def _rollout(self, records: Sequence[Mapping[str, Any]], group_size: int, temperature: float,
+                 generator: torch.Generator | None) -> tuple[RolloutBatch, list[Mapping[str, Any]], list[str]]:
+        batch = sample_groups(self.policy, [self._prompt_ids(r) for r in records], group_size,
+                              int(self.algo["max_completion_length"]), temperature=temperature,
+                              top_p=float(self.algo["top_p"]), allowed=self._allowed(), generator=generator)
+        rows = [r for r in records for _ in range(group_size)]
+        return batch, rows, self._decode(batch)
+
+    def _score(self, rows: Sequence[Mapping[str, Any]], texts: Sequence[str], batch: RolloutBatch
+               ) -> tuple[Tensor, Tensor, dict[str, Tensor], int]:
+        scored = self.composer.score(rows, texts)
+        if scored.error_samples:
+            write_error_samples(self.samples_dir / "errors.jsonl",
+                                [{**s, "step": int(self.global_step)} for s in scored.error_samples])
+        total = scored.total.to(self.device)
+        overlong = self.algo["overlong"]
+        if overlong["enabled"]:
+            total = total + soft_overlong_penalty(batch.lengths.float(), int(self.algo["max_completion_length"]),
+                                                  int(overlong["cache_len"])).to(total)
+        # The weighted components, in the spec's order, for GDPO (a not-applicable None counts as 0 there).
+        components = torch.stack([torch.nan_to_num(scored.components[n], nan=0.0)
+                                  for n in self.reward_spec.components], dim=-1)
+        return total, components.to(self.device), scored.components, scored.errors
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, records: list[Mapping[str, Any]], batch_idx: int) -> None:
+        algo, group = self.algo, int(self.algo["group_size"])
+        timings: dict[str, float] = {}
+        generator = torch.Generator().manual_seed(mix_seed(self.seed + 1, self.global_rank, self.global_step))
+
+        started = time.perf_counter()
+        self.policy.eval()
+        batch, rows, texts = self._rollout(records, group, float(algo["temperature"]), generator)
+        timings["generate"] = time.perf_counter() - started
+        started = time.perf_counter()
+        total, components, by_name, errors = self._score(rows, texts, batch)
+        timings["score"] = time.perf_counter() - started
+
+        rewards = total.view(-1, group)
+        zero_std = zero_std_groups(rewards)
+        resamples = 0
+        dynamic = algo["dynamic_sampling"]
+        # Dynamic sampling (DAPO): replace zero-variance groups by fresh samples of new prompts, up to a limit.
+        while dynamic["enabled"] and bool(zero_std.any()) and resamples < int(dynamic["max_resamples"]):
+            resamples += 1
+            keep = (~zero_std).nonzero().squeeze(1)
+            need = int(zero_std.sum())
+            extra_records = PromptBatches(self.train_records, need, self.seed + 7919 * resamples,
+                                          self.global_rank).batch(int(self.global_step))
+            started = time.perf_counter()
+            extra, extra_rows, extra_texts = self._rollout(extra_records, group, float(algo["temperature"]),
+                                                           generator)
+            timings["generate"] += time.perf_counter() - started
+            started = time.perf_counter()
+            e_total, e_comp, e_by_name, e_errors = self._score(extra_rows, extra_texts, extra)
+            timings["score"] += time.perf_counter() - started
+            keep_rows = (keep[:, None] * group + torch.arange(group, device=keep.device)).reshape(-1)
+            batch = _concat_rollouts(batch.select(keep_rows.cpu()), extra)
+            rows = [rows[i] for i in keep_rows.tolist()] + extra_rows
+            texts = [texts[i] for i in keep_rows.tolist()] + extra_texts
+            total = torch.cat([total[keep_rows], e_total])
+            components = torch.cat([components[keep_rows], e_comp])
+            by_name = {k: torch.cat([v[keep_rows.cpu()], e_by_name[k]]) for k, v in by_name.items()}
+            errors += e_errors
+            rewards = total.view(-1, group)
+            zero_std = zero_std_groups(rewards)
+
+        kind = str(algo["advantage"])
+        weights = torch.tensor(list(self.reward_spec.components.values()), device=self.device)
+        if kind == "gdpo":
+            advantages = compute_advantages("gdpo", components.view(-1, group, components.shape[-1]),
+                                            weights=weights, eps=float(algo["adv_eps"]))
+        else:
+            advantages = compute_advantages(kind, rewards, scale_rewards=str(algo["scale_rewards"]),
+                                            eps=float(algo["adv_eps"]))
+        advantages = advantages.reshape(-1)
+        mask = batch.mask.to(self.device)
+        if algo["mask_truncated_completions"]:
+            mask = mask_truncated(mask, batch.truncated.to(self.device))
+        batch.mask = mask
+
+        started = time.perf_counter()
+        allowed = self._allowed()
+        temperature = float(algo["temperature"])
+        old_logp = None
+        if int(algo["num_iterations"]) > 1:
+            with torch.no_grad():
+                old_logp, _ = completion_logprobs(self.policy, batch, temperature=temperature, allowed=allowed)
+        ref_logp = None
+        if self.ref is not None:
+            with torch.no_grad():
+                ref_logp, _ = completion_logprobs(self.ref, batch, temperature=temperature, allowed=allowed)
+        timings["logprob"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        stats = self._update(batch, advantages, old_logp, ref_logp, allowed)
+        timings["update"] = time.perf_counter() - started
+
+        self._log_step(rewards, by_name, errors, advantages, batch, zero_std, stats, timings, resamples)
+        self._collapse_canary(float(rewards.std(unbiased=False)))
+
+    def _update(self, batch: RolloutBatch, advantages: Tensor, old_logp: Tensor | None, ref_logp: Tensor | None,
+                allowed: Tensor) -> dict[str, float]:
+        algo = self.algo
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers()
+        n = batch.size
+        micro = max(1, min(int(algo["micro_batch_size"]), n))
+        chunks = [torch.arange(i, min(i + micro, n)) for i in range(0, n, micro)]
+        world = self.trainer.world_size
+        global_tokens = batch.mask.sum().detach()
+        if world > 1:
+            global_tokens = self.trainer.strategy.reduce(global_tokens, reduce_op="sum")
+        totals: dict[str, float] = {}
+        self.policy.train()
+        for _ in range(int(algo["num_iterations"])):
+            for rows in chunks:
+                part = batch.select(rows)
+                logp, entropy = completion_logprobs(self.policy, part, temperature=float(algo["temperature"]),
+                                                    allowed=allowed, with_entropy=True)
+                loss, stats = policy_loss(
+                    logp, (old_logp[rows] if old_logp is not None else logp.detach()), advantages[rows.to(self.device)],
+                    part.mask, clip_eps_low=float(algo["clip_eps_low"]), clip_eps_high=float(algo["clip_eps_high"]),
+                    loss_type=str(algo["loss_type"]), max_completion_length=int(algo["max_completion_length"]),
+                    ref_logp=None if ref_logp is None else ref_logp[rows], kl_coef=float(algo["kl_coef"]),
+                    kl_estimator=str(algo["kl_estimator"]), entropy=entropy,
+                    entropy_coef=float(algo["entropy_coef"]), global_token_count=global_tokens, world_size=world)
+                if algo["loss_type"] != "dapo":  # dapo is already normalised by the global token count
+                    loss = loss / len(chunks)
+                self.manual_backward(loss)
+                totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
+                for key, value in stats.items():
+                    totals[key] = totals.get(key, 0.0) + float(value)
+            if float(algo["grad_clip"]) > 0:
+                self.clip_gradients(optimizer, gradient_clip_val=float(algo["grad_clip"]),
+                                    gradient_clip_algorithm="norm")
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+        self.policy.eval()
+        totals["iterations"] = float(algo["num_iterations"])
+        return totals
+
+    def _log_step(self, rewards: Tensor, by_name: Mapping[str, Tensor], errors: int, advantages: Tensor,
+                  batch: RolloutBatch, zero_std: Tensor, stats: Mapping[str, float], timings: Mapping[str, float],
+                  resamples: int) -> None:
+        flat = rewards.reshape(-1).float()
+        tokens = max(stats.get("token_count", 0.0), 1.0)
+        lengths = batch.lengths.float()
+        metrics = {
+            "grpo/reward/mean": float(flat.mean()), "grpo/reward/std": float(flat.std(unbiased=False)),
+            "grpo/reward/errors": float(errors), "grpo/adv/mean": float(advantages.mean()),
+            "grpo/adv/std": float(advantages.std(unbiased=False)),
+            "grpo/frac_zero_std": float(zero_std.float().mean()), "grpo/resamples": float(resamples),
+            "grpo/completion_len/mean": float(lengths.mean()),
+            "grpo/truncated_ratio": float(batch.truncated.float().mean()),
+            "grpo/clip_ratio/low": stats.get("clip_low_sum", 0.0) / tokens,
+            "grpo/clip_ratio/high": stats.get("clip_high_sum", 0.0) / tokens,
+            "grpo/clip_ratio/region": stats.get("clip_region_sum", 0.0) / tokens,
+            "grpo/entropy": stats.get("entropy_sum", 0.0) / tokens,
+            "train/loss": stats.get("loss", 0.0) / max(stats.get("iterations", 1.0), 1.0),
+            "train/lr": self.optimizers().param_groups[0]["lr"],  # type: ignore[union-attr]
+        }
+        if "kl_sum" in stats:
+            metrics["grpo/kl"] = stats["kl_sum"] / tokens
+        for name, values in by_name.items():
+            finite = values[~torch.isnan(values)]
+            if finite.numel():
+                metrics[f"grpo/reward/{name}/mean"] = float(finite.mean())
+                metrics[f"grpo/reward/{name}/std"] = float(finite.std(unbiased=False))
+        for phase, seconds in timings.items():
+            metrics[f"perf/time/{phase}"] = seconds
+        generated = float(batch.lengths.sum())
+        metrics["perf/tokens_per_s"] = generated / max(sum(timings.values()), 1e-9)
+        self.log_dict(metrics, on_step=True, on_epoch=False, sync_dist=True)
+        self.log("grpo/reward/min", float(flat.min()), on_step=True, on_epoch=False, sync_dist=True,
+                 reduce_fx="min")
+        self.log("grpo/reward/max", float(flat.max()), on_step=True, on_epoch=False, sync_dist=True,
+                 reduce_fx="max")
+        self.log("grpo/completion_len/min", float(lengths.min()), on_step=True, on_epoch=False, sync_dist=True,
+                 reduce_fx="min")
+        self.log("grpo/completion_len/max", float(lengths.max()), on_step=True, on_epoch=False, sync_dist=True,
+                 reduce_fx="max")
+
+    def _collapse_canary(self, reward_std: float) -> None:
+        """Reward std under `threshold` for `patience` consecutive steps: a collapsed policy (every completion
+        scores the same, so every advantage is 0). Warn, log grpo/collapse, and stop if configured."""
+        canary = self.algo["collapse"]
+        self._low_std_streak = self._low_std_streak + 1 if reward_std < float(canary["std_threshold"]) else 0
+        collapsed = self._low_std_streak >= int(canary["patience"])
+        self.log("grpo/collapse", float(collapsed), on_step=True, on_epoch=False, sync_dist=True, reduce_fx="max")
+        if collapsed and self._low_std_streak == int(canary["patience"]):
+            log.warning("reward collapse: reward std < %s for %d consecutive steps (step %d)",
+                        canary["std_threshold"], canary["patience"], self.global_step)
+            if canary["stop"]:
+                self.trainer.should_stop = True
+
+    # ------------------------------------------------------------------ evaluation
+    def _evaluate(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        eval_temperature = float(self.algo["eval_temperature"])
+        generator = torch.Generator().manual_seed(mix_seed(self.seed + 2, 0, len(records)))
+        batch, rows, texts = self._rollout(records, 1, eval_temperature, generator)
+        scored = self.composer.score(rows, texts)
+        return [{"id": r.get("id"), "task": r.get("task", "default"), "prompt": r["prompt"], "completion": t,
+                 "reward": float(scored.total[i]),
+                 **{f"reward/{k}": (None if math.isnan(float(v[i])) else float(v[i]))
+                    for k, v in scored.components.items()}}
+                for i, (r, t) in enumerate(zip(rows, texts))]
+
+    def on_train_start(self) -> None:
+        """Score the untrained policy once, so every curve of eval/reward starts at its step-0 value."""
+        if self.global_step != 0:
+            return
+        rows = self.evaluate_all()
+        metrics = {k: v for k, v in eval_metrics(rows).items() if not k.endswith("/n")}
+        for logger in self.loggers:
+            logger.log_metrics(metrics, step=0)
+        self._write_eval_samples(rows)
+
+    def _write_eval_samples(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        if self.global_rank != 0:
+            return
+        path = self.samples_dir / f"eval_step{int(self.global_step):06d}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_rows = []
+
+    def validation_step(self, records: list[Mapping[str, Any]], batch_idx: int) -> None:
+        self._eval_rows.extend(self._evaluate(records))
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._eval_rows:
+            return
+        metrics = eval_metrics(self._eval_rows)
+        self.log_dict({k: v for k, v in metrics.items() if not k.endswith("/n")}, sync_dist=True)
+        self._write_eval_samples(self._eval_rows)
+
+    def evaluate_all(self) -> list[dict[str, Any]]:
+        """Every fixed eval prompt scored with the current weights (eval decoding settings)."""
+        was_training = self.policy.training
+        self.policy.eval()
+        rows: list[dict[str, Any]] = []
+        size = int(self.algo["eval_batch_size"])
+        with torch.no_grad():
+            for i in range(0, len(self.eval_records), size):
+                rows.extend(self._evaluate(self.eval_records[i: i + size]))
+        self.policy.train(was_training)
+        return rows
+
+    def final_metrics(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+        """Score the current weights on the fixed eval set: (metrics, per-task mean/std/n/ci95)."""
+        rows = self.evaluate_all()
+        return eval_metrics(rows), eval_stats(rows)
+
+    # ------------------------------------------------------------------ optimisation + state
+    def configure_optimizers(self) -> dict[str, Any]:
+        algo = self.algo
+        groups = parameter_groups(self.policy, float(algo["lr"]), float(algo["weight_decay"]),
+                                  float(algo["w0_lr_mult"]))
+        optimizer = torch.optim.AdamW(groups, lr=float(algo["lr"]), betas=(float(algo["beta1"]), float(algo["beta2"])),
+                                      eps=float(algo["eps"]))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_cosine(step, int(algo["warmup_steps"]), self.total_steps,
+                                                  float(algo["min_lr_ratio"])))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["aegir_grpo"] = {"low_std_streak": self._low_std_streak}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._low_std_streak = int(checkpoint.get("aegir_grpo", {}).get("low_std_streak", 0))
+
+    def teardown(self, stage: str) -> None:
+        if self._composer is not None:
+            self._composer.close()
+            self._composer = None
+
+
+class _IterableWrapper(torch.utils.data.IterableDataset):
+    def __init__(self, source: PromptBatches) -> None:
+        self.source = source
+
+    def __iter__(self) -> Iterator[list[Mapping[str, Any]]]:
+        return iter(self.source)
+
+
+def _concat_rollouts(a: RolloutBatch, b: RolloutBatch) -> RolloutBatch:
+    width = max(a.completion_ids.shape[1], b.completion_ids.shape[1])
+
+    def pad(t: Tensor, value: float) -> Tensor:
+        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
+
+    from aegir.tokenizer import PAD_ID
+
+    return RolloutBatch(a.prompt_ids + b.prompt_ids,
+                        torch.cat([pad(a.completion_ids, PAD_ID), pad(b.completion_ids, PAD_ID)]),
+                        torch.cat([pad(a.mask, 0.0), pad(b.mask, 0.0)]), torch.cat([a.lengths, b.lengths]),
+                        torch.cat([a.truncated, b.truncated]),
+                        torch.cat([pad(a.sampler_logp, 0.0), pad(b.sampler_logp, 0.0)]))
+
+
+def eval_stats(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per task (and overall) mean reward with n and the 95% CI."""
+    by_task: dict[str, list[float]] = {}
+    for row in rows:
+        by_task.setdefault(str(row["task"]), []).append(float(row["reward"]))
+    stats = {task: mean_ci(values).as_dict() for task, values in sorted(by_task.items())}
+    stats["all"] = mean_ci([float(r["reward"]) for r in rows]).as_dict()
+    return stats
+
+
+def eval_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """`eval/<task>/reward` (+ `/ci95`, `/n`) and `eval/reward` over every eval prompt (DESIGN.md §5)."""
+    metrics: dict[str, float] = {}
+    for task, stat in eval_stats(rows).items():
+        prefix = "eval" if task == "all" else f"eval/{task}"
+        metrics[f"{prefix}/reward"] = float(stat["mean"])
+        metrics[f"{prefix}/reward/ci95"] = float(stat["ci95"])
+        metrics[f"{prefix}/reward/n"] = float(stat["n"])
+    return metrics

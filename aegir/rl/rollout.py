@@ -1,0 +1,145 @@
+"""Rollouts for GRPO: sample `group_size` completions per prompt with the recurrent state, and score completions'
+log-probabilities under a policy by teacher forcing.
+
+Each distinct prompt is prefilled once (one chunked forward per prompt length) and its state is repeated for its
+group, so a group of G samples costs one prompt pass plus G rows of O(1)-per-token decoding. Log-probabilities are
+computed on logits / temperature over the allowed vocabulary, the distribution the sampler drew from (the TRL
+convention, grpo.md §1.1), so the importance ratio starts at exactly 1 on-policy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from aegir.models.lm import sample_next
+from aegir.tokenizer import EOS_ID, PAD_ID
+
+
+class RecurrentLM(Protocol):
+    def __call__(self, ids: Tensor, state: object | None = None) -> tuple[Tensor, object]: ...
+    def step(self, ids_t: Tensor, state: object) -> tuple[Tensor, object]: ...
+
+
+@dataclass
+class RolloutBatch:
+    """N = n_prompts x group_size completions, group-contiguous (rows g*G .. g*G+G-1 share prompt g)."""
+
+    prompt_ids: list[Tensor]      # N 1-D long tensors
+    completion_ids: Tensor        # [N, L] long, PAD after the end
+    mask: Tensor                  # [N, L] float: 1 on completion tokens, EOS included
+    lengths: Tensor               # [N] long: completion tokens incl. EOS
+    truncated: Tensor             # [N] bool: reached max_completion_length without EOS
+    sampler_logp: Tensor          # [N, L] float: log-prob of each sampled token under the sampler
+
+    @property
+    def size(self) -> int:
+        return self.completion_ids.shape[0]
+
+    def select(self, rows: Tensor) -> "RolloutBatch":
+        """A sub-batch (micro-batching, dropping zero-variance groups)."""
+        index = rows.tolist()
+        return RolloutBatch([self.prompt_ids[i] for i in index], self.completion_ids[rows], self.mask[rows],
+                            self.lengths[rows], self.truncated[rows], self.sampler_logp[rows])
+
+
+def allowed_mask(vocab_size: int, allowed_ids: Sequence[int] | None, device: torch.device | None = None) -> Tensor:
+    """Boolean [V]: the tokens a policy may emit. Default: the 256 bytes and EOS (never PAD, BOS or the unused
+    embedding rows above the tokenizer's ids)."""
+    mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+    ids = list(range(256)) + [EOS_ID] if allowed_ids is None else list(allowed_ids)
+    mask[torch.tensor(ids, dtype=torch.long, device=device)] = True
+    return mask
+
+
+def _masked(logits: Tensor, allowed: Tensor, temperature: float) -> Tensor:
+    scaled = logits.float() / (temperature if temperature > 0 else 1.0)
+    return scaled.masked_fill(~allowed, float("-inf"))
+
+
+@torch.no_grad()
+def sample_groups(model: RecurrentLM, prompts: Sequence[Sequence[int]], group_size: int, max_new_tokens: int, *,
+                  temperature: float = 1.0, top_p: float = 1.0, allowed: Tensor,
+                  generator: torch.Generator | None = None) -> RolloutBatch:
+    """Sample `group_size` completions for each prompt (token id lists, >= 1 token each)."""
+    if group_size < 1 or max_new_tokens < 1:
+        raise ValueError(f"group_size and max_new_tokens must be >= 1, got {group_size}, {max_new_tokens}")
+    device = allowed.device
+    prompt_tensors = [torch.tensor(list(p), dtype=torch.long, device=device) for p in prompts]
+    if any(p.numel() == 0 for p in prompt_tensors):
+        raise ValueError("every prompt needs at least one token")
+    last_logits, states = _prefill(model, prompt_tensors)
+    rows = torch.arange(len(prompts), device=device).repeat_interleave(group_size)
+    state = states.index_rows(rows)
+    logits = last_logits[rows]
+    n = rows.numel()
+    tokens, logps = [], []
+    done = torch.zeros(n, dtype=torch.bool, device=device)
+    for t in range(max_new_tokens):
+        scaled = _masked(logits, allowed, temperature)
+        token = sample_next(scaled, temperature=1.0 if temperature > 0 else 0.0, top_p=top_p, generator=generator)
+        logp = F.log_softmax(scaled, dim=-1).gather(1, token[:, None]).squeeze(1)
+        tokens.append(token.masked_fill(done, PAD_ID))
+        logps.append(logp.masked_fill(done, 0.0))
+        done = done | (token == EOS_ID)
+        if bool(done.all()) or t == max_new_tokens - 1:
+            break
+        logits, state = model.step(token.masked_fill(done, EOS_ID), state)
+    completion = torch.stack(tokens, dim=1)
+    mask = (completion != PAD_ID).float()
+    lengths = mask.sum(dim=1).long()
+    truncated = ~(completion == EOS_ID).any(dim=1)
+    return RolloutBatch([prompt_tensors[i] for i in rows.tolist()], completion, mask, lengths, truncated,
+                        torch.stack(logps, dim=1))
+
+
+def _prefill(model: RecurrentLM, prompts: list[Tensor]) -> tuple[Tensor, object]:
+    """Run every prompt once; prompts of equal length share one batched forward. Returns the logits after each
+    prompt's last token [P, V] and the states of all prompts, in prompt order."""
+    by_length: dict[int, list[int]] = {}
+    for index, prompt in enumerate(prompts):
+        by_length.setdefault(prompt.numel(), []).append(index)
+    order: list[int] = []
+    logits_parts, state_parts = [], []
+    for indices in by_length.values():
+        logits, state = model(torch.stack([prompts[i] for i in indices]))
+        logits_parts.append(logits[:, -1])
+        state_parts.append(state)
+        order.extend(indices)
+    state_cls = type(state_parts[0])
+    states = state_cls.cat(state_parts)  # type: ignore[attr-defined]
+    inverse = torch.empty(len(order), dtype=torch.long, device=prompts[0].device)
+    inverse[torch.tensor(order, device=prompts[0].device)] = torch.arange(len(order), device=prompts[0].device)
+    return torch.cat(logits_parts)[inverse], states.index_rows(inverse)
+
+
+def completion_logprobs(model: RecurrentLM, batch: RolloutBatch, *, temperature: float, allowed: Tensor,
+                        with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Teacher-forced log-probs [N, L] of the batch's completion tokens (0 on padding), and optionally the
+    per-token entropy [N, L] of the same distribution. Differentiable: this is the policy term of the loss.
+
+    Rows are right-padded (prompt + completion + PAD), which a causal recurrent model never looks ahead into."""
+    n, length = batch.completion_ids.shape
+    device = batch.completion_ids.device
+    prompt_lengths = torch.tensor([p.numel() for p in batch.prompt_ids], device=device)
+    width = int(prompt_lengths.max()) + length
+    full = torch.full((n, width), PAD_ID, dtype=torch.long, device=device)
+    for i, prompt in enumerate(batch.prompt_ids):
+        full[i, : prompt.numel()] = prompt
+        full[i, prompt.numel(): prompt.numel() + length] = batch.completion_ids[i]
+    logits, _ = model(full[:, :-1])
+    # completion token j of row i sits at position P_i + j and is predicted by the logits at P_i + j - 1
+    positions = prompt_lengths[:, None] + torch.arange(length, device=device)[None, :] - 1
+    picked = logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1]))
+    log_probs = F.log_softmax(_masked(picked, allowed, temperature), dim=-1)
+    targets = batch.completion_ids.masked_fill(batch.mask == 0, EOS_ID)
+    logp = log_probs.gather(2, targets[..., None]).squeeze(2) * batch.mask
+    entropy = None
+    if with_entropy:
+        probs = log_probs.exp()
+        entropy = -(probs * log_probs.masked_fill(~allowed, 0.0)).sum(-1) * batch.mask
+    return logp, entropy
