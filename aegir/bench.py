@@ -5,6 +5,10 @@ ratios survive noisy machines (DESIGN.md §7).
 
 rwkv7: training throughput (forward + backward, bytes/s) of the chunked WKV vs the per-byte recurrent loop on the
 same model, their ratio, and recurrent-state generation throughput (`ByteLM.generate`).
+
+grpo: one GRPO step of the nano policy split by phase (generate / score / logprob / update, the functions the
+GRPO loop runs) and generated tokens/s, for each group size and completion length. EOS is excluded from the
+sampling vocabulary so every completion has exactly the requested length.
 """
 
 from __future__ import annotations
@@ -87,6 +91,67 @@ def bench_rwkv7(args: argparse.Namespace) -> None:
         )
 
 
+def bench_grpo(args: argparse.Namespace) -> None:
+    """Phase timings of a GRPO step: rollout, reward scoring, reference/old log-probs, policy update."""
+    from aegir.rl.advantages import compute_advantages
+    from aegir.rl.losses import policy_loss
+    from aegir.rl.rewards import RewardComposer
+    from aegir.rl.rollout import allowed_mask, completion_logprobs, sample_groups
+    from aegir.tasks.toy import generate_toy_records
+    from aegir.tokenizer import ByteTokenizer
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    emit(bench="grpo", torch=torch.__version__, device="cpu", threads=torch.get_num_threads())
+    tokenizer = ByteTokenizer()
+    model = ByteLM(**RWKV7_MODELS["nano"])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    allowed = allowed_mask(RWKV7_MODELS["nano"]["vocab_size"], list(range(48, 58)))  # digits, no EOS
+    records = generate_toy_records(args.seed, args.prompts, max_operand=99, ops="+")
+    prompts = [tokenizer.encode(r["prompt"]) for r in records]
+    composer = RewardComposer({"components": {"toy_exact": {"weight": 1.0}, "toy_partial": {"weight": 0.5}}})
+    for group in args.group_sizes:
+        for length in args.lengths:
+            timings = {"generate": 0.0, "score": 0.0, "logprob": 0.0, "update": 0.0}
+            for repeat in range(args.repeats + 1):  # the first step warms up and is not counted
+                phase: dict[str, float] = {}
+                start = time.perf_counter()
+                model.eval()
+                batch = sample_groups(model, prompts, group, length, allowed=allowed,
+                                      generator=torch.Generator().manual_seed(repeat))
+                phase["generate"] = time.perf_counter() - start
+                start = time.perf_counter()
+                texts = [tokenizer.decode(row.tolist()) for row in batch.completion_ids]
+                scored = composer.score([r for r in records for _ in range(group)], texts)
+                advantages = compute_advantages("grpo", scored.total.view(-1, group)).reshape(-1)
+                phase["score"] = time.perf_counter() - start
+                start = time.perf_counter()
+                with torch.no_grad():
+                    old_logp, _ = completion_logprobs(model, batch, temperature=1.0, allowed=allowed)
+                phase["logprob"] = time.perf_counter() - start
+                start = time.perf_counter()
+                model.train()
+                optimizer.zero_grad(set_to_none=True)
+                for rows in torch.arange(batch.size).split(args.micro_batch):
+                    part = batch.select(rows)
+                    logp, _ = completion_logprobs(model, part, temperature=1.0, allowed=allowed)
+                    loss, _ = policy_loss(logp, old_logp[rows], advantages[rows], part.mask, loss_type="dapo",
+                                          global_token_count=batch.mask.sum())
+                    loss.backward()
+                optimizer.step()
+                phase["update"] = time.perf_counter() - start
+                if repeat:
+                    for key, value in phase.items():
+                        timings[key] += value / args.repeats
+            total = sum(timings.values())
+            tokens = args.prompts * group * length
+            emit(bench="grpo", model="nano", prompts=args.prompts, group_size=group, completion_len=length,
+                 **{f"time_{k}_s": v for k, v in timings.items()}, step_s=total, tokens_per_s=tokens / total,
+                 generate_tokens_per_s=tokens / timings["generate"])
+    composer.close()
+
+
 def _rwkv7_models(text: str) -> list[str]:
     names = [name for name in text.split(",") if name]
     unknown = [name for name in names if name not in RWKV7_MODELS]
@@ -111,6 +176,18 @@ def build_parser() -> argparse.ArgumentParser:
     rwkv7.add_argument("--seed", type=int, default=0)
     rwkv7.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     rwkv7.set_defaults(func=bench_rwkv7)
+
+    grpo = benches.add_parser("grpo", help="GRPO step time by phase and tokens/s (nano policy)")
+    grpo.add_argument("--group-sizes", type=lambda t: [int(x) for x in t.split(",")], default="8,16",
+                      help="comma-separated group sizes G")
+    grpo.add_argument("--lengths", type=lambda t: [int(x) for x in t.split(",")], default="64,256",
+                      help="comma-separated completion lengths (tokens)")
+    grpo.add_argument("--prompts", type=int, default=4, help="prompts per step (completions = prompts x G)")
+    grpo.add_argument("--micro-batch", type=int, default=32, help="completions per forward/backward in the update")
+    grpo.add_argument("--repeats", type=int, default=1, help="timed steps per setting, after one warm-up step")
+    grpo.add_argument("--seed", type=int, default=0)
+    grpo.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
+    grpo.set_defaults(func=bench_grpo)
     return parser
 
 
