@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -32,6 +33,8 @@ from aegir.tasks.pretrain.windows import mix_seed
 from aegir.tokenizer import ByteTokenizer
 
 log = logging.getLogger("aegir")
+# The frozen KL reference is in eval mode on purpose; Lightning warns about any eval-mode module at fit start.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
 
 class PromptBatches:
@@ -270,8 +273,10 @@ class GRPOModule(L.LightningModule):
         flat = rewards.reshape(-1).float()
         tokens = max(stats.get("token_count", 0.0), 1.0)
         lengths = batch.lengths.float()
+        mean, std = float(flat.mean()), float(flat.std(unbiased=False))
         metrics = {
-            "grpo/reward/mean": float(flat.mean()), "grpo/reward/std": float(flat.std(unbiased=False)),
+            "grpo/reward/mean": mean, "grpo/reward/std": std,
+            "grpo/reward/lower": mean - std, "grpo/reward/upper": mean + std,
             "grpo/reward/errors": float(errors), "grpo/adv/mean": float(advantages.mean()),
             "grpo/adv/std": float(advantages.std(unbiased=False)),
             "grpo/frac_zero_std": float(zero_std.float().mean()), "grpo/resamples": float(resamples),
@@ -332,6 +337,7 @@ class GRPOModule(L.LightningModule):
 
     def on_train_start(self) -> None:
         """Score the untrained policy once, so every curve of eval/reward starts at its step-0 value."""
+        self._add_margin_charts()
         if self.global_step != 0:
             return
         rows = self.evaluate_all()
@@ -339,6 +345,18 @@ class GRPOModule(L.LightningModule):
         for logger in self.loggers:
             logger.log_metrics(metrics, step=0)
         self._write_eval_samples(rows)
+
+    def _add_margin_charts(self) -> None:
+        """TensorBoard custom-scalars layout: reward mean ± std and eval reward ± 95% CI as shaded bands."""
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        layout = {"GRPO": {
+            "train reward (mean ± std)": ["Margin", ["grpo/reward/mean", "grpo/reward/lower", "grpo/reward/upper"]],
+            "eval reward (mean ± 95% CI)": ["Margin", ["eval/reward", "eval/reward/lower", "eval/reward/upper"]],
+        }}
+        for logger in self.loggers:
+            if isinstance(logger, TensorBoardLogger) and self.global_rank == 0:
+                logger.experiment.add_custom_scalars(layout)
 
     def _write_eval_samples(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if self.global_rank != 0:
@@ -442,6 +460,9 @@ def eval_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     for task, stat in eval_stats(rows).items():
         prefix = "eval" if task == "all" else f"eval/{task}"
         metrics[f"{prefix}/reward"] = float(stat["mean"])
+        if task == "all" and math.isfinite(stat["ci95"]):  # the band of the eval margin chart
+            metrics["eval/reward/lower"] = float(stat["mean"] - stat["ci95"])
+            metrics["eval/reward/upper"] = float(stat["mean"] + stat["ci95"])
         metrics[f"{prefix}/reward/ci95"] = float(stat["ci95"])
         metrics[f"{prefix}/reward/n"] = float(stat["n"])
     return metrics

@@ -86,3 +86,36 @@ def test_grpo_ddp_sim_ranks_roll_out_their_own_prompts_and_stay_in_sync(tmp_path
     assert history["ddp/param_max_abs_diff"] == [(6, 0.0)]
     assert len(history["grpo/reward/mean"]) == 6
     assert read_json(run_dir / "summary.json")["status"] == "finished"
+
+
+def test_grpo_kl_reference_errors_and_margin_chart(compose, tmp_path: Path) -> None:
+    """A short run with the KL term on, a reward component that raises on some completions, TensorBoard bands."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import tests.unit.reward_fixtures  # noqa: F401  (registers test_bad_value)
+
+    overrides = [*SMALL, "trainer.max_steps=4", "trainer.val_check_interval=2", "algo.kl_coef=0.05",
+                 "+reward.components.test_bad_value.weight=0.1"]
+    run(compose(overrides, fast=False), overrides=overrides)
+    run_dir = _run_dir(tmp_path / "outputs")
+    history = read_history(run_dir / "history.jsonl")
+    assert all(v >= 0 for _, v in history["grpo/kl"]) and len(history["grpo/kl"]) == 4
+    assert sum(v for _, v in history["grpo/reward/errors"]) > 0
+    errors = (run_dir / "samples" / "errors.jsonl").read_text().splitlines()
+    assert errors and "test_bad_value" in errors[0]
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0, "tensors": 0})
+    events.Reload()
+    assert "grpo/reward/lower" in events.Tags()["scalars"]
+    assert events.PluginTagToContent("custom_scalars")  # the margin-chart layout was written
+
+
+def test_no_reference_copy_without_kl(compose) -> None:
+    from aegir.loops.factory import build_stage
+    from aegir.rundir import RunPaths
+
+    from aegir.config import validate
+
+    off = build_stage(validate(compose(SMALL, fast=False)), RunPaths(Path("unused")))
+    on = build_stage(validate(compose([*SMALL, "algo.kl_coef=0.1"], fast=False)), RunPaths(Path("unused")))
+    assert off.module.ref is None and on.module.ref is not None
+    assert not any(p.requires_grad for p in on.module.ref.parameters())
