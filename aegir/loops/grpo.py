@@ -222,8 +222,8 @@ class GRPOModule(L.LightningModule):
         stats = self._update(batch, advantages, old_logp, ref_logp, allowed)
         timings["update"] = time.perf_counter() - started
 
-        self._log_step(rewards, by_name, errors, advantages, batch, zero_std, stats, timings, resamples)
-        self._collapse_canary(float(rewards.std(unbiased=False)))
+        reward_std = self._log_step(rewards, by_name, errors, advantages, batch, zero_std, stats, timings, resamples)
+        self._collapse_canary(reward_std)
 
     def _update(self, batch: RolloutBatch, advantages: Tensor, old_logp: Tensor | None, ref_logp: Tensor | None,
                 allowed: Tensor) -> dict[str, float]:
@@ -269,19 +269,26 @@ class GRPOModule(L.LightningModule):
 
     def _log_step(self, rewards: Tensor, by_name: Mapping[str, Tensor], errors: int, advantages: Tensor,
                   batch: RolloutBatch, zero_std: Tensor, stats: Mapping[str, float], timings: Mapping[str, float],
-                  resamples: int) -> None:
-        flat = rewards.reshape(-1).float()
+                  resamples: int) -> float:
+        """Log the step's metrics; return the reward std over the whole (all-rank) generation batch."""
+        # Distribution statistics over the whole generation batch of every rank (std of a union is not the mean
+        # of per-rank stds), so gather the per-sample values first; every rank then logs identical numbers.
+        flat = self._gather(rewards.reshape(-1).float())
+        advantages = self._gather(advantages.float())
+        lengths = self._gather(batch.lengths.float().to(self.device))
+        truncated = self._gather(batch.truncated.float().to(self.device))
+        zero_std = self._gather(zero_std.float())
         tokens = max(stats.get("token_count", 0.0), 1.0)
-        lengths = batch.lengths.float()
         mean, std = float(flat.mean()), float(flat.std(unbiased=False))
         metrics = {
             "grpo/reward/mean": mean, "grpo/reward/std": std,
             "grpo/reward/lower": mean - std, "grpo/reward/upper": mean + std,
             "grpo/reward/errors": float(errors), "grpo/adv/mean": float(advantages.mean()),
             "grpo/adv/std": float(advantages.std(unbiased=False)),
-            "grpo/frac_zero_std": float(zero_std.float().mean()), "grpo/resamples": float(resamples),
-            "grpo/completion_len/mean": float(lengths.mean()),
-            "grpo/truncated_ratio": float(batch.truncated.float().mean()),
+            "grpo/frac_zero_std": float(zero_std.mean()), "grpo/resamples": float(resamples),
+            "grpo/completion_len/mean": float(lengths.mean()), "grpo/completion_len/min": float(lengths.min()),
+            "grpo/completion_len/max": float(lengths.max()), "grpo/reward/min": float(flat.min()),
+            "grpo/reward/max": float(flat.max()), "grpo/truncated_ratio": float(truncated.mean()),
             "grpo/clip_ratio/low": stats.get("clip_low_sum", 0.0) / tokens,
             "grpo/clip_ratio/high": stats.get("clip_high_sum", 0.0) / tokens,
             "grpo/clip_ratio/region": stats.get("clip_region_sum", 0.0) / tokens,
@@ -292,6 +299,7 @@ class GRPOModule(L.LightningModule):
         if "kl_sum" in stats:
             metrics["grpo/kl"] = stats["kl_sum"] / tokens
         for name, values in by_name.items():
+            values = self._gather(values.float().to(self.device))
             finite = values[~torch.isnan(values)]
             if finite.numel():
                 metrics[f"grpo/reward/{name}/mean"] = float(finite.mean())
@@ -300,15 +308,16 @@ class GRPOModule(L.LightningModule):
             metrics[f"perf/time/{phase}"] = seconds
         generated = float(batch.lengths.sum())
         metrics["perf/tokens_per_s"] = generated / max(sum(timings.values()), 1e-9)
+        # Sums (tokens, clip counts, timings) are per rank; sync_dist averages them, which equals the global
+        # ratio when ranks carry equal work (they do: same prompts_per_step and group_size everywhere).
         self.log_dict(metrics, on_step=True, on_epoch=False, sync_dist=True)
-        self.log("grpo/reward/min", float(flat.min()), on_step=True, on_epoch=False, sync_dist=True,
-                 reduce_fx="min")
-        self.log("grpo/reward/max", float(flat.max()), on_step=True, on_epoch=False, sync_dist=True,
-                 reduce_fx="max")
-        self.log("grpo/completion_len/min", float(lengths.min()), on_step=True, on_epoch=False, sync_dist=True,
-                 reduce_fx="min")
-        self.log("grpo/completion_len/max", float(lengths.max()), on_step=True, on_epoch=False, sync_dist=True,
-                 reduce_fx="max")
+        return std
+
+    def _gather(self, values: Tensor) -> Tensor:
+        """All ranks' values concatenated (this rank's alone on one process)."""
+        if self.trainer.world_size < 2:
+            return values
+        return self.all_gather(values).reshape(-1)
 
     def _collapse_canary(self, reward_std: float) -> None:
         """Reward std under `threshold` for `patience` consecutive steps: a collapsed policy (every completion

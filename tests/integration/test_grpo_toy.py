@@ -119,3 +119,24 @@ def test_no_reference_copy_without_kl(compose) -> None:
     on = build_stage(validate(compose([*SMALL, "algo.kl_coef=0.1"], fast=False)), RunPaths(Path("unused")))
     assert off.module.ref is None and on.module.ref is not None
     assert not any(p.requires_grad for p in on.module.ref.parameters())
+
+
+@pytest.mark.parametrize("knobs", [
+    ["algo.num_iterations=2", "algo.loss_type=grpo"],
+    ["algo.advantage=gdpo", "algo.loss_type=bnpo"],
+    ["algo.advantage=rloo", "algo.loss_type=dr_grpo", "algo.scale_rewards=none"],
+    ["algo.dynamic_sampling.enabled=true", "algo.overlong.enabled=true", "algo.mask_truncated_completions=true",
+     "algo.entropy_coef=0.01", "algo.scale_rewards=batch"],
+    ["algo.collapse.std_threshold=10.0", "algo.collapse.patience=2", "algo.collapse.stop=true"],
+])
+def test_every_knob_runs_end_to_end(compose, tmp_path: Path, knobs: list[str]) -> None:
+    overrides = [*SMALL, "trainer.max_steps=4", "trainer.val_check_interval=2", "algo.micro_batch_size=5", *knobs]
+    run(compose(overrides, fast=False), overrides=overrides)
+    run_dir = _run_dir(tmp_path / "outputs")
+    history = read_history(run_dir / "history.jsonl")
+    summary = read_json(run_dir / "summary.json")
+    assert summary["status"] == "finished" and "eval/reward" in summary["metrics"]
+    if "algo.num_iterations=2" in knobs:  # two optimizer steps per generation batch; the log axis counts batches
+        assert [s for s, _ in history["grpo/reward/mean"]] == [0, 1] and summary["steps"] == 4
+    if "algo.collapse.stop=true" in knobs:  # every reward std is under 10: fires at the 2nd step and stops
+        assert history["grpo/collapse"][1][1] == 1.0 and summary["steps"] == 2
