@@ -160,10 +160,10 @@ def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (
         })
 
     module = built.module
-    trainer = build_trainer(cfg, paths, module)
-    if _is_rank_zero() and trainer.loggers:
-        _log_config_text(trainer, cfg)
     try:
+        trainer = build_trainer(cfg, paths, module)
+        if _is_rank_zero() and trainer.loggers:
+            _log_config_text(trainer, cfg)
         trainer.fit(module, ckpt_path=str(resume_from) if resume_from else None)
         if trainer.global_rank != 0:
             return StageResult(paths, math.nan)
