@@ -45,22 +45,25 @@ class StageResult:
 
 
 # --------------------------------------------------------------------------------------------------- entry
-def run(cfg: DictConfig, overrides: Sequence[str] | None = None) -> float:
+def run(cfg: DictConfig, overrides: Sequence[str] | None = None, *, run_dir: Path | None = None,
+        callbacks: Sequence[Any] = (), extra_metadata: dict[str, Any] | None = None) -> float:
     """Run the experiment a composed config describes; return its objective value.
 
     `overrides` are the command-line overrides the config was composed with (read from Hydra when omitted);
-    multi-stage experiments re-compose each stage from them plus the stage's own overrides.
+    multi-stage experiments re-compose each stage from them plus the stage's own overrides. Drivers such as the
+    sweep pass their own `run_dir`, extra Lightning `callbacks` (pruning) and `extra_metadata` (the trial).
     """
     hydra_resolvers.register()
-    run_dir = _run_dir(cfg)
+    run_dir = Path(run_dir) if run_dir is not None else _run_dir(cfg)
+    extras = {"callbacks": list(callbacks), "extra_metadata": dict(extra_metadata or {})}
     try:
         cfg = validate(cfg)
         if overrides is None:
             overrides = _hydra_overrides()
         if cfg.stages:
-            result = _run_stages(cfg, list(overrides), RunPaths(run_dir))
+            result = _run_stages(cfg, list(overrides), RunPaths(run_dir), **extras)
         else:
-            result = run_single(cfg, RunPaths(run_dir), overrides=list(overrides))
+            result = run_single(cfg, RunPaths(run_dir), overrides=list(overrides), **extras)
     except InputError:
         _remove_leftovers(run_dir)
         raise
@@ -122,7 +125,8 @@ def _now() -> str:
 
 # --------------------------------------------------------------------------------------------------- one stage
 def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (),
-               parent: dict[str, Any] | None = None, stage: dict[str, Any] | None = None) -> StageResult:
+               parent: dict[str, Any] | None = None, stage: dict[str, Any] | None = None,
+               callbacks: Sequence[Any] = (), extra_metadata: dict[str, Any] | None = None) -> StageResult:
     """Fit, evaluate and gate one stage in `paths`. Every input check happens before metadata.json exists."""
     import lightning as L
 
@@ -156,12 +160,12 @@ def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (
             "model": {"arch": cfg.model.arch, "name": cfg.model.name, "n_parameters": n_params},
             "data": built.provenance, "config": resolved, "config_hash": config_hash(resolved),
             "overrides": list(overrides), "command": sys.argv, "git": git_state(), "versions": package_versions(),
-            "hardware": hardware(), "trial": None,
+            "hardware": hardware(), "trial": None, **(extra_metadata or {}),
         })
 
     module = built.module
     try:
-        trainer = build_trainer(cfg, paths, module)
+        trainer = build_trainer(cfg, paths, module, extra_callbacks=callbacks)
         if _is_rank_zero() and trainer.loggers:
             _log_config_text(trainer, cfg)
         trainer.fit(module, ckpt_path=str(resume_from) if resume_from else None)
@@ -170,14 +174,14 @@ def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (
         summary = _finalize(cfg, paths, module, trainer.global_step, started)
     except BaseException as err:
         if _is_rank_zero() and paths.metadata.exists():
-            update_json(paths.metadata, status="failed", ended_at=_now(),
-                        reason=f"{type(err).__name__}: {err}".strip())
+            status = "pruned" if type(err).__name__ == "TrialPruned" else "failed"  # optuna's pruning signal
+            update_json(paths.metadata, status=status, ended_at=_now(), reason=f"{type(err).__name__}: {err}".strip())
         raise
     update_json(paths.metadata, status="finished", ended_at=_now(), duration_s=round(time.time() - started, 3))
     return StageResult(paths, summary["objective"]["value"], summary)
 
 
-def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any) -> Any:
+def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks: Sequence[Any] = ()) -> Any:
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
     from lightning.pytorch.loggers import TensorBoardLogger
@@ -194,6 +198,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any) -> Any:
     if show_bar:
         callbacks.append(RichProgressBar() if cfg.callbacks.progress_bar == "rich" else TQDMProgressBar())
     callbacks.append(ParamSyncCheck())
+    callbacks.extend(extra_callbacks)
     if cfg.trainer.num_threads:
         callbacks.append(ThreadsPerProcess(int(cfg.trainer.num_threads)))
     loggers: list[Any] = [HistoryLogger(paths.history)]
@@ -288,7 +293,8 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
-def _run_stages(cfg: DictConfig, overrides: list[str], paths: RunPaths) -> StageResult:
+def _run_stages(cfg: DictConfig, overrides: list[str], paths: RunPaths, callbacks: Sequence[Any] = (),
+                extra_metadata: dict[str, Any] | None = None) -> StageResult:
     """Run `cfg.stages` in order. Every stage config is composed and validated before the first one starts."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -314,6 +320,7 @@ def _run_stages(cfg: DictConfig, overrides: list[str], paths: RunPaths) -> Stage
                        for i, (n, _, _) in enumerate(planned, 1)],
             "config": resolved, "config_hash": config_hash(resolved), "overrides": overrides,
             "command": sys.argv, "git": git_state(), "versions": package_versions(), "hardware": hardware(),
+            **(extra_metadata or {}),
         })
     results: dict[str, StageResult] = {}
     previous: str | None = None
@@ -334,7 +341,8 @@ def _run_stages(cfg: DictConfig, overrides: list[str], paths: RunPaths) -> Stage
                 stage_cfg.resume = bool(cfg.resume and stage_paths.last_ckpt.is_file())
                 log.info("stage %d/%d: %s -> %s", index, len(planned), name, stage_paths.root)
                 results[name] = run_single(stage_cfg, stage_paths, overrides=[*overrides, *spec.overrides],
-                                           parent=parent, stage={"index": index, "name": name})
+                                           parent=parent, stage={"index": index, "name": name},
+                                           callbacks=callbacks, extra_metadata=extra_metadata)
             previous = name
     except BaseException as err:
         update_json(paths.metadata, status="failed", ended_at=_now(), reason=f"{type(err).__name__}: {err}")
