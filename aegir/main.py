@@ -267,6 +267,11 @@ def _finalize(cfg: DictConfig, paths: RunPaths, module: Any, step: int, started:
                         "last": str(paths.last_ckpt) if paths.last_ckpt.is_file() else None},
     }
     write_json_atomic(paths.summary, summary)
+    if paths.tb.is_dir():
+        from aegir.observe.tensorboard import replicate_group, write_hparams
+
+        config = OmegaConf.to_container(cfg, resolve=True)
+        write_hparams(paths.tb, config, metrics, replicate_group(config))  # type: ignore[arg-type]
     return summary
 
 

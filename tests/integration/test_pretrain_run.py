@@ -158,3 +158,22 @@ def test_cli_run_ends_by_saying_where_results_are_and_gate_exit_3(tmp_path: Path
     assert f"run directory: {run_dir}" in result.stdout
     assert "final val/bpb:" in result.stdout and f"tensorboard --logdir {run_dir}" in result.stdout
     assert (run_dir / ".hydra" / "config.yaml").is_file() and (run_dir / ".hydra" / "overrides.yaml").is_file()
+
+
+def test_hparams_group_seed_replicates(compose, tmp_path: Path) -> None:
+    from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
+
+    groups = {}
+    for seed in (1, 2, 3):
+        overrides = [f"seed={seed}", f"paths.output_root={tmp_path / str(seed)}", "trainer.max_steps=4",
+                     "trainer.val_check_interval=4", *(["algo.lr=0.001"] if seed == 3 else [])]
+        run(compose(overrides), overrides=overrides)
+        events = EventAccumulator(str(_single_run_dir(tmp_path / str(seed)) / "tb"),
+                                  size_guidance={"scalars": 0, "tensors": 0})
+        events.Reload()
+        content = events.PluginTagToContent("hparams")
+        start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+        assert start.hparams["algo/lr"].number_value > 0 and start.hparams["seed"].number_value == seed
+        assert "final/val/bpb" in events.Tags()["scalars"]
+        groups[seed] = start.group_name
+    assert groups[1] == groups[2] != groups[3]  # seeds of one configuration share a group; another lr does not
