@@ -207,10 +207,21 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def config_hash(resolved_config: dict[str, Any]) -> str:
-    """Hash of the resolved config without run-local keys, so two runs of one configuration share it."""
-    stable = {k: v for k, v in resolved_config.items() if k not in ("hydra", "paths", "resume")}
+# Keys that say where or how a run ran, not what it computes.
+RUN_LOCAL_KEYS = ("hydra", "paths", "resume")
+# ...plus the keys that differ between seed replicates of one configuration.
+REPLICATE_LOCAL_KEYS = (*RUN_LOCAL_KEYS, "seed", "notes", "tags")
+
+
+def config_hash(resolved_config: dict[str, Any], exclude: tuple[str, ...] = RUN_LOCAL_KEYS) -> str:
+    """Hash of the resolved config without run-local keys, so two runs of one configuration and seed share it."""
+    stable = {k: v for k, v in resolved_config.items() if k not in exclude}
     return sha256_bytes(json.dumps(stable, sort_keys=True, default=str).encode())[:16]
+
+
+def replicate_key(resolved_config: dict[str, Any]) -> str:
+    """Hash shared by every seed replicate of one configuration (seed aggregation, HParams groups)."""
+    return config_hash(resolved_config, exclude=REPLICATE_LOCAL_KEYS)
 
 
 def git_state(cwd: Path | None = None) -> dict[str, Any]:

@@ -23,14 +23,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from aegir.eval.stats import mean_ci
-from aegir.rundir import METADATA, STAGES, SUMMARY, read_history, read_json, sha256_bytes
+from aegir.rundir import METADATA, REPLICATE_LOCAL_KEYS, STAGES, SUMMARY, read_history, read_json, replicate_key
 
 log = logging.getLogger("aegir")
 AGGREGATE_MD = "aggregate.md"
 AGGREGATE_CSV = "aggregate.csv"
 AGGREGATE_TB = "aggregate_tb"
-# Keys that differ between replicates of one configuration without making it a different configuration.
-_RUN_LOCAL_KEYS = ("seed", "paths", "resume", "hydra", "notes", "tags")
 
 
 @dataclass
@@ -85,13 +83,12 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def configuration_key(run: RunRecord) -> str:
     """Hash of the resolved config without run-local keys: replicates over seeds share it."""
-    stable = {k: v for k, v in run.config.items() if k not in _RUN_LOCAL_KEYS}
-    return sha256_bytes(json.dumps(stable, sort_keys=True, default=str).encode())[:12]
+    return replicate_key(run.config)
 
 
 def differing_keys(runs: Sequence[RunRecord]) -> list[str]:
     """Config keys (flattened, run-local keys excluded) whose values differ between the given runs."""
-    flats = [flatten({k: v for k, v in r.config.items() if k not in _RUN_LOCAL_KEYS}) for r in runs]
+    flats = [flatten({k: v for k, v in r.config.items() if k not in REPLICATE_LOCAL_KEYS}) for r in runs]
     keys = sorted(set().union(*flats)) if flats else []
     return [k for k in keys if len({json.dumps(f.get(k), sort_keys=True, default=str) for f in flats}) > 1]
 

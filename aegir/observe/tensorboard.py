@@ -10,9 +10,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-from aegir.rundir import sha256_bytes
-
-_RUN_LOCAL_KEYS = ("seed", "paths", "resume", "hydra", "notes", "tags")
+from aegir.rundir import replicate_key
 
 
 def flat_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -34,8 +32,7 @@ def flat_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def replicate_group(config: Mapping[str, Any]) -> str:
     """The same string for every seed of one configuration."""
-    stable = {k: v for k, v in config.items() if k not in _RUN_LOCAL_KEYS}
-    return "config-" + sha256_bytes(json.dumps(stable, sort_keys=True, default=str).encode())[:12]
+    return "config-" + replicate_key(dict(config))
 
 
 def write_hparams(tb_dir: Path, config: Mapping[str, Any], metrics: Mapping[str, float], group_name: str) -> None:
