@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -48,3 +50,24 @@ def run_cli(args: Sequence[str], cwd: Path, timeout: float = 600, env: dict[str,
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, env=full_env)
+
+
+def run_cli_and_kill(args: Sequence[str], run_dir: Path, metric: str, min_step: int, cwd: Path,
+                     timeout: float = 600) -> int:
+    """Start `run.py ARGS hydra.run.dir=run_dir` and SIGKILL it once a checkpoint exists and `metric` was logged
+    at `min_step` or later, i.e. mid-way through training. Returns the process's exit status (-9 when killed)."""
+    from aegir.rundir import read_history
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *args, f"hydra.run.dir={run_dir}"], cwd=cwd,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    try:
+        while proc.poll() is None and time.time() < deadline:
+            series = read_history(run_dir / "history.jsonl").get(metric, [])
+            if (run_dir / "checkpoints" / "last.ckpt").exists() and series and series[-1][0] >= min_step:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    finally:
+        proc.wait(timeout=60)
+    return proc.returncode

@@ -5,14 +5,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from aegir.main import run
 from aegir.rundir import read_history, read_json
-from tests.conftest import ROOT, run_cli
+from tests.conftest import run_cli, run_cli_and_kill
 
 SMALL = ["+experiment=grpo_toy", "trainer.enable_progress_bar=false", "algo.group_size=4", "algo.prompts_per_step=4",
          "task.n_eval=16", "trainer.log_every_n_steps=1"]
@@ -53,19 +52,8 @@ def test_grpo_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> 
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     done = run_cli([*common, f"hydra.run.dir={straight}"], cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *common, f"hydra.run.dir={killed}"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    try:
-        while proc.poll() is None and time.time() < deadline:
-            losses = read_history(killed / "history.jsonl").get("grpo/reward/mean", [])
-            if (killed / "checkpoints" / "last.ckpt").exists() and losses and losses[-1][0] >= 14:
-                proc.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    status = run_cli_and_kill(common, killed, "grpo/reward/mean", 14, cwd=tmp_path)
+    assert status == -signal.SIGKILL, "the run finished before it could be killed"
     resumed = subprocess.run([sys.executable, "-m", "aegir.resume", str(killed)], cwd=tmp_path, capture_output=True,
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -5,21 +5,15 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from aegir.rundir import read_history, read_json
-from tests.conftest import FAST, ROOT, run_cli
+from tests.conftest import FAST, run_cli, run_cli_and_kill
 
 COMPARED = ("train/loss", "train/lr", "val/loss", "val/bpb")
 LONGER = [*FAST, "trainer.max_steps=30", "trainer.val_check_interval=5"]
-
-
-def _max_step(history: Path) -> int:
-    series = read_history(history).get("train/loss", [])
-    return series[-1][0] if series else -1
 
 
 @pytest.mark.slow
@@ -28,19 +22,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
     done = run_cli([*LONGER, f"hydra.run.dir={straight}"], cwd=tmp_path, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
 
-    proc = subprocess.Popen([sys.executable, str(ROOT / "run.py"), *LONGER, f"hydra.run.dir={killed}"], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    try:
-        while proc.poll() is None and time.time() < deadline:
-            # kill mid-way: after a checkpoint exists and training went past it
-            if (killed / "checkpoints" / "last.ckpt").exists() and _max_step(killed / "history.jsonl") >= 16:
-                proc.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.02)
-    finally:
-        proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    status = run_cli_and_kill(LONGER, killed, "train/loss", 16, cwd=tmp_path)
+    assert status == -signal.SIGKILL, "the run finished before it could be killed"
     assert read_json(killed / "metadata.json")["status"] == "running"  # nothing could record the kill
     assert not (killed / "summary.json").exists()
 
