@@ -17,7 +17,7 @@ import math
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import lightning as L
 import torch
@@ -30,36 +30,13 @@ from aegir.rl.losses import mask_truncated, policy_loss, soft_overlong_penalty
 from aegir.rl.rewards import RewardComposer, RewardSpec, write_error_samples
 from aegir.rl.rollout import RolloutBatch, allowed_mask, completion_logprobs, sample_groups
 from aegir.tasks.pretrain.windows import mix_seed
+from aegir.loops.record_batches import RecordBatches, record_loader
+from aegir.tasks.chat import encode_prompt
 from aegir.tokenizer import ByteTokenizer
 
 log = logging.getLogger("aegir")
 # The frozen KL reference is in eval mode on purpose; Lightning warns about any eval-mode module at fit start.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
-
-
-class PromptBatches:
-    """Endless iterable of prompt-record lists; batch i is a pure function of (seed, rank, i), so resume needs no
-    sampler state (the loop asks for batch `global_step // num_iterations`)."""
-
-    def __init__(self, records: Sequence[Mapping[str, Any]], prompts_per_step: int, seed: int, rank: int = 0,
-                 start_index: Any = lambda: 0) -> None:
-        self.records, self.prompts_per_step, self.seed, self.rank = list(records), prompts_per_step, seed, rank
-        self.start_index = start_index
-
-    def batch(self, index: int) -> list[Mapping[str, Any]]:
-        generator = torch.Generator().manual_seed(mix_seed(self.seed, self.rank, index))
-        picks = torch.randint(0, len(self.records), (self.prompts_per_step,), generator=generator)
-        return [self.records[i] for i in picks.tolist()]
-
-    def __iter__(self) -> Iterator[list[Mapping[str, Any]]]:
-        index = int(self.start_index())
-        while True:
-            yield self.batch(index)
-            index += 1
-
-
-def _collate_records(records: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return records
 
 
 class GRPOModule(L.LightningModule):
@@ -100,7 +77,7 @@ class GRPOModule(L.LightningModule):
         return allowed_mask(vocab, self.allowed_ids, device=self.device)
 
     def _prompt_ids(self, record: Mapping[str, Any]) -> list[int]:
-        return self.tokenizer.encode(str(record["prompt"]))
+        return encode_prompt(record["prompt"])
 
     def _decode(self, batch: RolloutBatch) -> list[str]:
         return [self.tokenizer.decode(row[: int(n)].tolist()) for row, n in zip(batch.completion_ids, batch.lengths)]
@@ -113,15 +90,15 @@ class GRPOModule(L.LightningModule):
     # ------------------------------------------------------------------ data
     def train_dataloader(self) -> Any:
         iterations = int(self.algo["num_iterations"])
-        batches = PromptBatches(self.train_records, int(self.algo["prompts_per_step"]), self.seed,
+        batches = RecordBatches(self.train_records, int(self.algo["prompts_per_step"]), self.seed,
                                 rank=self.trainer.global_rank,
                                 start_index=lambda: self.trainer.global_step // iterations)
-        return torch.utils.data.DataLoader(_IterableWrapper(batches), batch_size=None, collate_fn=_collate_records)
+        return record_loader(batches)
 
     def val_dataloader(self) -> Any:
         size = int(self.algo["eval_batch_size"])
         chunks = [self.eval_records[i: i + size] for i in range(0, len(self.eval_records), size)]
-        return torch.utils.data.DataLoader(chunks, batch_size=None, collate_fn=_collate_records)
+        return record_loader(chunks)
 
     # ------------------------------------------------------------------ rollout + scoring
     def _rollout(self, records: Sequence[Mapping[str, Any]], group_size: int, temperature: float,
@@ -171,7 +148,7 @@ class GRPOModule(L.LightningModule):
             resamples += 1
             keep = (~zero_std).nonzero().squeeze(1)
             need = int(zero_std.sum())
-            extra_records = PromptBatches(self.train_records, need, self.seed + 7919 * resamples,
+            extra_records = RecordBatches(self.train_records, need, self.seed + 7919 * resamples,
                                           self.global_rank).batch(int(self.global_step))
             started = time.perf_counter()
             extra, extra_rows, extra_texts = self._rollout(extra_records, group, float(algo["temperature"]),
@@ -428,14 +405,6 @@ class GRPOModule(L.LightningModule):
         if self._composer is not None:
             self._composer.close()
             self._composer = None
-
-
-class _IterableWrapper(torch.utils.data.IterableDataset):
-    def __init__(self, source: PromptBatches) -> None:
-        self.source = source
-
-    def __iter__(self) -> Iterator[list[Mapping[str, Any]]]:
-        return iter(self.source)
 
 
 def _concat_rollouts(a: RolloutBatch, b: RolloutBatch) -> RolloutBatch:
