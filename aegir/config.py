@@ -64,9 +64,29 @@ class ToyTaskConfig:
     restrict_vocab: bool = True
 
 
-TASK_SCHEMAS: dict[str, type] = {"pretrain": PretrainTaskConfig, "toy_arith": ToyTaskConfig}
+@dataclass
+class CommerceDataConfig:
+    db: Optional[str] = None
+    pairs: Optional[str] = None
+    scale: str = "small"
+    n_per_task: dict[str, int] = field(default_factory=lambda: {"extraction": 160, "sql_qa": 120, "insights": 120,
+                                                                 "push": 120})
+    eval_fraction: float = 0.25
+
+
+@dataclass
+class CommerceTaskConfig:
+    name: str = "commerce"
+    tasks: list[str] = field(default_factory=lambda: ["extraction", "sql_qa", "insights", "push"])
+    data: CommerceDataConfig = field(default_factory=CommerceDataConfig)
+    eval_minimums: dict[str, int] = field(default_factory=lambda: {"extraction": 20, "sql_qa": 15, "insights": 15,
+                                                                    "push": 15})
+
+
+TASK_SCHEMAS: dict[str, type] = {"pretrain": PretrainTaskConfig, "toy_arith": ToyTaskConfig,
+                                 "commerce": CommerceTaskConfig}
 # Which loop (algo.name) each task trains with.
-TASK_ALGOS: dict[str, tuple[str, ...]] = {"pretrain": ("lm",), "toy_arith": ("grpo",)}
+TASK_ALGOS: dict[str, tuple[str, ...]] = {"pretrain": ("lm",), "toy_arith": ("grpo",), "commerce": ("sft", "grpo")}
 
 
 # --------------------------------------------------------------------------------------------------- arm
@@ -149,7 +169,23 @@ class GRPOAlgoConfig:
     eval_batch_size: int = 64
 
 
-ALGO_SCHEMAS: dict[str, type] = {"lm": LMAlgoConfig, "grpo": GRPOAlgoConfig}
+@dataclass
+class SFTAlgoConfig:
+    name: str = "sft"
+    lr: float = 2e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.99
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    w0_lr_mult: float = 2.0
+    batch_size: int = 8
+    max_len: int = 1024
+
+
+ALGO_SCHEMAS: dict[str, type] = {"lm": LMAlgoConfig, "grpo": GRPOAlgoConfig, "sft": SFTAlgoConfig}
 
 
 # --------------------------------------------------------------------------------------------------- the rest
@@ -196,6 +232,7 @@ class CallbacksConfig:
 @dataclass
 class PathsConfig:
     output_root: str = "outputs"
+    cache_dir: str = "outputs/cache"
 
 
 @dataclass

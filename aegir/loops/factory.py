@@ -25,6 +25,8 @@ def build_stage(cfg: DictConfig, paths: RunPaths) -> StageBuild:
         return _pretrain(cfg)
     if cfg.task.name == "toy_arith":
         return _toy_grpo(cfg, paths)
+    if cfg.task.name == "commerce":
+        return _commerce(cfg, paths)
     raise AssertionError(f"task {cfg.task.name} has a schema but no builder")  # aegir.config lists the tasks
 
 
@@ -62,3 +64,27 @@ def _toy_grpo(cfg: DictConfig, paths: RunPaths) -> StageBuild:
                           "eval_sha256": sha256_bytes(json.dumps(splits.eval, sort_keys=True).encode()),
                           "train_sha256": sha256_bytes(json.dumps(splits.train, sort_keys=True).encode())}}
     return StageBuild(module, count_parameters(model), provenance)
+
+
+def _commerce(cfg: DictConfig, paths: RunPaths) -> StageBuild:
+    from pathlib import Path
+
+    from aegir.tasks.commerce.task import prepare_commerce
+
+    data = prepare_commerce(cfg.task, cfg.data_seed, Path(cfg.paths.cache_dir))
+    model = build_model(cfg.model)
+    algo = OmegaConf.to_container(cfg.algo, resolve=True)
+    if cfg.algo.name == "sft":
+        from aegir.loops.sft import SFTModule
+
+        module: L.LightningModule = SFTModule(model, data.train, data.eval, algo, seed=cfg.seed,  # type: ignore[arg-type]
+                                              total_steps=cfg.trainer.max_steps)
+    else:
+        import aegir.tasks.commerce.rewards  # noqa: F401  (registers the commerce verifiers)
+        from aegir.loops.grpo import GRPOModule
+        from aegir.rl.rewards import RewardSpec
+
+        spec = RewardSpec.from_config(OmegaConf.to_container(cfg.reward, resolve=True))  # type: ignore[arg-type]
+        module = GRPOModule(model, data.train, data.eval, spec, algo, seed=cfg.seed,  # type: ignore[arg-type]
+                            total_steps=cfg.trainer.max_steps, allowed_ids=None, samples_dir=paths.samples)
+    return StageBuild(module, count_parameters(model), data.provenance)

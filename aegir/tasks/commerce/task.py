@@ -1,0 +1,70 @@
+"""The `commerce` task of a run: the world database and the prompt/reference records it trains and evaluates on.
+
+The generated world is cached under `<paths.output_root>/cache/commerce/` by (data_seed, scale) — generation is
+deterministic, so a cached file is reused only when its hash matches a fresh build's recorded hash — or the user
+points `task.data.db` / `task.data.pairs` at their own SQLite file and chat-style JSONL records.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from aegir.errors import InputError
+from aegir.rundir import sha256_file
+from aegir.tasks.commerce.pairs import TASKS, build_pairs, split_pairs, stratified_eval_set
+from aegir.tasks.commerce.user_data import check_user_db, load_user_pairs
+from aegir.tasks.commerce.world import WorldInfo, build_world
+
+
+@dataclass
+class CommerceData:
+    train: list[dict[str, Any]]
+    eval: list[dict[str, Any]]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def _world(data_seed: int, scale: str, cache_dir: Path) -> WorldInfo:
+    path = cache_dir / "commerce" / f"world_seed{data_seed}_{scale}.sqlite"
+    stamp = path.with_suffix(".json")
+    if path.is_file() and stamp.is_file():
+        recorded = json.loads(stamp.read_text())
+        if recorded.get("sha256") == sha256_file(path):
+            return WorldInfo(path=path, sha256=recorded["sha256"], data_seed=data_seed, scale=scale,
+                             row_counts=recorded["row_counts"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = build_world(data_seed, path, scale=scale)
+    stamp.write_text(json.dumps({"sha256": info.sha256, "row_counts": info.row_counts}))
+    return info
+
+
+def prepare_commerce(task_cfg: Mapping[str, Any], data_seed: int, cache_dir: Path) -> CommerceData:
+    data = task_cfg["data"]
+    tasks = [t for t in task_cfg["tasks"]]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise InputError(f"config error: task.tasks: unknown task(s) {', '.join(unknown)}; allowed: {', '.join(TASKS)}")
+    if data.get("db"):
+        db_path = Path(data["db"]).resolve()
+        world = WorldInfo(path=db_path, sha256=sha256_file(db_path), data_seed=data_seed, scale="user",
+                          row_counts=check_user_db(db_path))
+    else:
+        world = _world(data_seed, str(data["scale"]), cache_dir)
+    if data.get("pairs"):
+        records = load_user_pairs(data["pairs"], require_task_fields=True)
+        for record in records:
+            if record["task"] == "sql_qa" and not record.get("db_path"):
+                record["db_path"] = str(world.path)
+    else:
+        counts = {t: int(data["n_per_task"][t]) for t in tasks}
+        records = build_pairs(data_seed, world, counts)
+    records = [r for r in records if r["task"] in tasks]
+    train, held_out = split_pairs(records, data_seed, float(data["eval_fraction"]))
+    minimums = {t: int(task_cfg["eval_minimums"][t]) for t in tasks}
+    eval_records, eval_hash = stratified_eval_set(held_out, minimums, data_seed=data_seed)
+    provenance = {"commerce": {"world": str(world.path), "world_sha256": world.sha256, "scale": world.scale,
+                               "pairs": str(data.get("pairs") or "generated"), "n_train": len(train),
+                               "n_eval": len(eval_records), "eval_sha256": eval_hash, "tasks": tasks}}
+    return CommerceData(train, eval_records, provenance)
