@@ -101,8 +101,9 @@ ARMS = ("full", "no_ontology", "no_schema")
 
 # --------------------------------------------------------------------------------------------------- algo
 @dataclass
-class LMAlgoConfig:
-    name: str = "lm"
+class OptimConfig:
+    """AdamW + warm-up/cosine knobs shared by every loop (documented in conf/algo/*.yaml)."""
+
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 20
@@ -112,6 +113,11 @@ class LMAlgoConfig:
     eps: float = 1e-8
     grad_clip: float = 1.0
     w0_lr_mult: float = 2.0
+
+
+@dataclass
+class LMAlgoConfig(OptimConfig):
+    name: str = "lm"
 
 
 @dataclass
@@ -134,17 +140,8 @@ class CollapseConfig:
 
 
 @dataclass
-class GRPOAlgoConfig:
+class GRPOAlgoConfig(OptimConfig):
     name: str = "grpo"
-    lr: float = 3e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 5
-    weight_decay: float = 0.0
-    beta1: float = 0.9
-    beta2: float = 0.99
-    eps: float = 1e-8
-    grad_clip: float = 1.0
-    w0_lr_mult: float = 1.0
     group_size: int = 8
     prompts_per_step: int = 8
     micro_batch_size: int = 64
@@ -170,17 +167,8 @@ class GRPOAlgoConfig:
 
 
 @dataclass
-class SFTAlgoConfig:
+class SFTAlgoConfig(OptimConfig):
     name: str = "sft"
-    lr: float = 2e-3
-    min_lr_ratio: float = 0.1
-    warmup_steps: int = 20
-    weight_decay: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.99
-    eps: float = 1e-8
-    grad_clip: float = 1.0
-    w0_lr_mult: float = 2.0
     batch_size: int = 8
     max_len: int = 1024
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from aegir.eval.stats import mean_ci
-from aegir.loops.lm import parameter_groups, warmup_cosine
+from aegir.loops.lm import adamw_with_schedule
 from aegir.rl.advantages import compute_advantages, zero_std_groups
 from aegir.rl.losses import mask_truncated, policy_loss, soft_overlong_penalty
 from aegir.rl.rewards import RewardComposer, RewardSpec, write_error_samples
@@ -385,15 +385,7 @@ class GRPOModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation + state
     def configure_optimizers(self) -> dict[str, Any]:
-        algo = self.algo
-        groups = parameter_groups(self.policy, float(algo["lr"]), float(algo["weight_decay"]),
-                                  float(algo["w0_lr_mult"]))
-        optimizer = torch.optim.AdamW(groups, lr=float(algo["lr"]), betas=(float(algo["beta1"]), float(algo["beta2"])),
-                                      eps=float(algo["eps"]))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, int(algo["warmup_steps"]), self.total_steps,
-                                                  float(algo["min_lr_ratio"])))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adamw_with_schedule(self.policy, self.algo, self.total_steps)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["aegir_grpo"] = {"low_std_streak": self._low_std_streak}

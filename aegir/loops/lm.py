@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from types import SimpleNamespace
 from typing import Any
 
 import lightning as L
@@ -58,6 +59,19 @@ def parameter_groups(model: nn.Module, lr: float, weight_decay: float, w0_lr_mul
               {"params": no_decay, "weight_decay": 0.0, "lr": lr},
               {"params": w0, "weight_decay": 0.0, "lr": lr * w0_lr_mult}]
     return [g for g in groups if g["params"]]
+
+
+def adamw_with_schedule(model: nn.Module, algo: Any, total_steps: int) -> dict[str, Any]:
+    """AdamW over `parameter_groups` with the warm-up/cosine schedule, from an algo config (mapping or object
+    with lr, weight_decay, w0_lr_mult, beta1, beta2, eps, warmup_steps, min_lr_ratio): the optimiser of every loop."""
+    get = algo.__getitem__ if isinstance(algo, dict) else lambda key: getattr(algo, key)
+    groups = parameter_groups(model, float(get("lr")), float(get("weight_decay")), float(get("w0_lr_mult")))
+    optimizer = torch.optim.AdamW(groups, lr=float(get("lr")), betas=(float(get("beta1")), float(get("beta2"))),
+                                  eps=float(get("eps")))
+    warmup, min_ratio = int(get("warmup_steps")), float(get("min_lr_ratio"))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: warmup_cosine(step, warmup, total_steps, min_ratio))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def next_byte_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -140,11 +154,10 @@ class ByteLMModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
-        groups = parameter_groups(self.model, self.lr, self.weight_decay, self.w0_lr_mult)
-        optimizer = torch.optim.AdamW(groups, lr=self.lr, betas=self.betas, eps=self.eps)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, self.warmup_steps, self.total_steps, self.min_lr_ratio))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        algo = SimpleNamespace(lr=self.lr, weight_decay=self.weight_decay, w0_lr_mult=self.w0_lr_mult,
+                               beta1=self.betas[0], beta2=self.betas[1], eps=self.eps,
+                               warmup_steps=self.warmup_steps, min_lr_ratio=self.min_lr_ratio)
+        return adamw_with_schedule(self.model, algo, self.total_steps)
 
     def final_metrics(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
         """val/bpb and val/loss of the current weights on the fixed windows, with the per-window 95% CI."""

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aegir.eval.stats import mean_ci
-from aegir.loops.lm import LN2, parameter_groups, warmup_cosine
+from aegir.loops.lm import LN2, adamw_with_schedule
 from aegir.loops.record_batches import RecordBatches, record_loader
 from aegir.tasks.chat import encode_completion, encode_prompt
 from aegir.tokenizer import PAD_ID
@@ -116,14 +116,6 @@ class SFTModule(L.LightningModule):
         return {"val/bpb": bpb.mean, "val/loss": bpb.mean * LN2}, {"val/bpb": bpb.as_dict()}
 
     def configure_optimizers(self) -> dict[str, Any]:
-        algo = self.algo
-        groups = parameter_groups(self.model, float(algo["lr"]), float(algo["weight_decay"]),
-                                  float(algo["w0_lr_mult"]))
-        optimizer = torch.optim.AdamW(groups, lr=float(algo["lr"]), betas=(float(algo["beta1"]), float(algo["beta2"])),
-                                      eps=float(algo["eps"]))
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_cosine(step, int(algo["warmup_steps"]), self.total_steps,
-                                                  float(algo["min_lr_ratio"])))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adamw_with_schedule(self.model, self.algo, self.total_steps)
 
 
