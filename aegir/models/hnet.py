@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aegir.models.lm import sample_next
+from aegir.models.lm import check_generate_args, continue_sampling
 from aegir.models.rwkv7 import RWKV7Stack, RWKV7State
 
 KNOWN_LETTERS = {"w": "RWKV-7 block (TimeMix + relu^2 4x ChannelMix)"}
@@ -614,24 +614,10 @@ class HNetLM(nn.Module):
     ) -> Tensor:
         """Continue prompt_ids [B, T0] by up to max_new_tokens bytes (as `ByteLM.generate`): one parallel prefill
         that also extracts each row's state, then one `step` per byte."""
-        if prompt_ids.dim() != 2 or prompt_ids.shape[1] == 0:
-            raise ValueError(f"prompt_ids must be [B, T0] with T0 >= 1, got {tuple(prompt_ids.shape)}")
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        check_generate_args(prompt_ids, max_new_tokens)
         if max_new_tokens == 0:
             return prompt_ids.clone()
         logits, state = self(prompt_ids, with_state=True)
         assert state is not None
-        next_logits = logits[:, -1]
-        tokens = [prompt_ids]
-        done = torch.zeros(prompt_ids.shape[0], dtype=torch.bool, device=prompt_ids.device)
-        for i in range(max_new_tokens):
-            token = sample_next(next_logits, temperature, top_p, generator)
-            if eos_id is not None:
-                token = token.masked_fill(done, eos_id)
-                done = done | (token == eos_id)
-            tokens.append(token.unsqueeze(1))
-            if i == max_new_tokens - 1 or (eos_id is not None and bool(done.all())):
-                break
-            next_logits, state = self.step(token, state)
-        return torch.cat(tokens, dim=1)
+        return continue_sampling(self.step, prompt_ids, logits[:, -1], state, max_new_tokens, temperature, top_p,
+                                 eos_id, generator)

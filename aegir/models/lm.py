@@ -7,6 +7,7 @@ advances the O(1)-per-token recurrent state, so the cost of a new token does not
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +37,32 @@ def sample_next(
         sorted_probs = sorted_probs.masked_fill(mass_before >= top_p, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_probs)
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
+
+
+def check_generate_args(prompt_ids: Tensor, max_new_tokens: int) -> None:
+    if prompt_ids.dim() != 2 or prompt_ids.shape[1] == 0:
+        raise ValueError(f"prompt_ids must be [B, T0] with T0 >= 1, got {tuple(prompt_ids.shape)}")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+
+
+def continue_sampling(step: Callable[[Tensor, Any], tuple[Tensor, Any]], prompt_ids: Tensor, next_logits: Tensor,
+                      state: Any, max_new_tokens: int, temperature: float, top_p: float, eos_id: int | None,
+                      generator: torch.Generator | None) -> Tensor:
+    """The decoding loop every recurrent model shares, after its own prefill: sample, append, step the state.
+    Rows that emitted `eos_id` are padded with it; stops early once every row is done."""
+    tokens = [prompt_ids]
+    done = torch.zeros(prompt_ids.shape[0], dtype=torch.bool, device=prompt_ids.device)
+    for i in range(max_new_tokens):
+        token = sample_next(next_logits, temperature, top_p, generator)
+        if eos_id is not None:
+            token = token.masked_fill(done, eos_id)
+            done = done | (token == eos_id)
+        tokens.append(token.unsqueeze(1))
+        if i == max_new_tokens - 1 or (eos_id is not None and bool(done.all())):
+            break
+        next_logits, state = step(token, state)
+    return torch.cat(tokens, dim=1)
 
 
 class ByteLM(nn.Module):
@@ -101,23 +128,9 @@ class ByteLM(nn.Module):
         Rows that emitted `eos_id` are padded with it afterwards; generation stops early once every row is done,
         so n_new <= max_new_tokens.
         """
-        if prompt_ids.dim() != 2 or prompt_ids.shape[1] == 0:
-            raise ValueError(f"prompt_ids must be [B, T0] with T0 >= 1, got {tuple(prompt_ids.shape)}")
-        if max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+        check_generate_args(prompt_ids, max_new_tokens)
         if max_new_tokens == 0:
             return prompt_ids.clone()
-        tokens = [prompt_ids]
         hidden, state = self.body(self.emb(prompt_ids))  # one chunked pass over the prompt
-        next_logits = self.logits(hidden[:, -1])
-        done = torch.zeros(prompt_ids.shape[0], dtype=torch.bool, device=prompt_ids.device)
-        for i in range(max_new_tokens):
-            token = sample_next(next_logits, temperature, top_p, generator)
-            if eos_id is not None:
-                token = token.masked_fill(done, eos_id)
-                done = done | (token == eos_id)
-            tokens.append(token.unsqueeze(1))
-            if i == max_new_tokens - 1 or (eos_id is not None and bool(done.all())):
-                break
-            next_logits, state = self.step(token, state)
-        return torch.cat(tokens, dim=1)
+        return continue_sampling(self.step, prompt_ids, self.logits(hidden[:, -1]), state, max_new_tokens,
+                                 temperature, top_p, eos_id, generator)
