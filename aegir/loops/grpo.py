@@ -158,7 +158,7 @@ class GRPOModule(L.LightningModule):
             e_total, e_comp, e_by_name, e_errors = self._score(extra_rows, extra_texts, extra)
             timings["score"] += time.perf_counter() - started
             keep_rows = (keep[:, None] * group + torch.arange(group, device=keep.device)).reshape(-1)
-            batch = _concat_rollouts(batch.select(keep_rows.cpu()), extra)
+            batch = batch.select(keep_rows.cpu()).concat(extra)
             rows = [rows[i] for i in keep_rows.tolist()] + extra_rows
             texts = [texts[i] for i in keep_rows.tolist()] + extra_texts
             total = torch.cat([total[keep_rows], e_total])
@@ -397,21 +397,6 @@ class GRPOModule(L.LightningModule):
         if self._composer is not None:
             self._composer.close()
             self._composer = None
-
-
-def _concat_rollouts(a: RolloutBatch, b: RolloutBatch) -> RolloutBatch:
-    width = max(a.completion_ids.shape[1], b.completion_ids.shape[1])
-
-    def pad(t: Tensor, value: float) -> Tensor:
-        return torch.nn.functional.pad(t, (0, width - t.shape[1]), value=value)
-
-    from aegir.tokenizer import PAD_ID
-
-    return RolloutBatch(a.prompt_ids + b.prompt_ids,
-                        torch.cat([pad(a.completion_ids, PAD_ID), pad(b.completion_ids, PAD_ID)]),
-                        torch.cat([pad(a.mask, 0.0), pad(b.mask, 0.0)]), torch.cat([a.lengths, b.lengths]),
-                        torch.cat([a.truncated, b.truncated]),
-                        torch.cat([pad(a.sampler_logp, 0.0), pad(b.sampler_logp, 0.0)]))
 
 
 def eval_stats(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:

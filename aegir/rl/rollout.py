@@ -46,6 +46,18 @@ class RolloutBatch:
         return RolloutBatch([self.prompt_ids[i] for i in index], self.completion_ids[rows], self.mask[rows],
                             self.lengths[rows], self.truncated[rows], self.sampler_logp[rows])
 
+    def concat(self, other: "RolloutBatch") -> "RolloutBatch":
+        """This batch's rows followed by `other`'s (dynamic sampling refills), padded to the longer completion."""
+        width = max(self.completion_ids.shape[1], other.completion_ids.shape[1])
+
+        def cat(a: Tensor, b: Tensor, value: float) -> Tensor:
+            return torch.cat([F.pad(t, (0, width - t.shape[1]), value=value) for t in (a, b)])
+
+        return RolloutBatch(self.prompt_ids + other.prompt_ids, cat(self.completion_ids, other.completion_ids, PAD_ID),
+                            cat(self.mask, other.mask, 0.0), torch.cat([self.lengths, other.lengths]),
+                            torch.cat([self.truncated, other.truncated]),
+                            cat(self.sampler_logp, other.sampler_logp, 0.0))
+
 
 def allowed_mask(vocab_size: int, allowed_ids: Sequence[int] | None, device: torch.device | None = None) -> Tensor:
     """Boolean [V]: the tokens a policy may emit. Default: the 256 bytes and EOS (never PAD, BOS or the unused

@@ -60,3 +60,16 @@ def test_logprobs_are_differentiable() -> None:
     logp, _ = completion_logprobs(model, batch, temperature=0.7, allowed=allowed)
     (logp.sum()).backward()
     assert model.emb.weight.grad is not None and float(model.emb.weight.grad.abs().sum()) > 0
+
+
+def test_concat_pads_to_the_longer_completion() -> None:
+    model = _model()
+    allowed = allowed_mask(300, None)
+    a = sample_groups(model, [list(b"ab")], 2, 3, allowed=allowed, generator=torch.Generator().manual_seed(0))
+    b = sample_groups(model, [list(b"xyz")], 2, 6, allowed=allowed, generator=torch.Generator().manual_seed(1))
+    both = a.concat(b)
+    assert both.size == 4 and both.completion_ids.shape[1] == max(a.completion_ids.shape[1], b.completion_ids.shape[1])
+    assert torch.equal(both.completion_ids[2:, : b.completion_ids.shape[1]], b.completion_ids)
+    assert bool((both.completion_ids[:2, a.completion_ids.shape[1]:] == PAD_ID).all())
+    assert float(both.mask[:2, a.completion_ids.shape[1]:].sum()) == 0.0
+    assert [p.tolist() for p in both.prompt_ids] == [list(b"ab")] * 2 + [list(b"xyz")] * 2
