@@ -9,8 +9,18 @@ human_score``; ``human_score`` is left empty for the person to fill with a numbe
 simply unscored). Completions may contain newlines (quoted CSV), so "line" in error messages is the physical line
 where the record starts, 1-based with the header on line 1 -- what an editor shows.
 
-This module holds the math and the sheet I/O only; it imports no torch, and pandera/scipy only when used, so the
-trainer can call ``check_audit`` before any heavy work.
+This module holds the math, the sheet I/O and the command; it imports no torch (the completions come from
+``aegir.audit_generate``), and pandera/scipy only when used, so the trainer can call ``check_audit`` before any
+heavy work.
+
+Command (the same Hydra overrides as ``run.py``)::
+
+    python -m aegir.audit +experiment=v42 audit.checkpoint=<SFT best.ckpt>   # 1. write the sheet
+    #   2. fill in human_score (0-10) for every row
+    python -m aegir.audit +experiment=v42                                     # 3. Spearman rho per task + verdict
+    python run.py +experiment=v42 audit.required=true                          # 4. trains only if rho > min_rho
+
+Exit status: 0 sheet written or audit passed, 2 bad input, 3 the scored sheet fails ``audit.min_rho``.
 """
 
 from __future__ import annotations
@@ -19,7 +29,9 @@ import csv
 import io
 import math
 import os
+import sys
 import tempfile
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,9 +79,16 @@ def write_audit_sheet(path: Path, rows: Sequence[Mapping[str, Any]], overwrite: 
         if not math.isfinite(reward):
             raise ValueError(f"audit row {i} (id {row['id']!r}): auto_reward must be finite, got {reward}")
         score = row.get("human_score")
-        writer.writerow([row["id"], row["task"], row["prompt"], row["completion"], repr(reward),
+        writer.writerow([row["id"], row["task"], readable(str(row["prompt"])), readable(str(row["completion"])),
+                         repr(reward),
                          "" if score is None else score])
     _write_text_atomic(path, buffer.getvalue())
+
+
+def readable(text: str) -> str:
+    """Control characters other than newline and tab as `\\xNN` escapes: model output is arbitrary bytes, and a NUL
+    or a bare carriage return in a cell is invisible to the person scoring it and trips CSV tools."""
+    return "".join(c if c in "\n\t" or unicodedata.category(c) != "Cc" else f"\\x{ord(c):02x}" for c in text)
 
 
 def _count_existing_scores(path: Path) -> int:
@@ -128,7 +147,8 @@ def read_audit_sheet(path: Path) -> pd.DataFrame:
 def _read_csv_records(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
     """Header, records and each record's starting line; a ragged or empty sheet is an ``InputError``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open(encoding="utf-8", newline="") as fh:  # keep \r inside quoted cells as written
+            text = fh.read()
     except UnicodeDecodeError as err:
         raise InputError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     reader = csv.reader(io.StringIO(text, newline=""))
@@ -300,3 +320,71 @@ def _judge(path: Path, min_rho: float) -> AuditVerdict:
     return AuditVerdict(
         True, f"{path}: overall Spearman rho {overall['rho']:.3f} > {min_rho:.2f} (n={overall['n']})", stats
     )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Command
+# --------------------------------------------------------------------------------------------------------------
+
+
+def format_stats(stats: Mapping[str, Any]) -> str:
+    """Spearman rho / p / n per task and overall, as a markdown table."""
+    lines = ["| Task | n scored | Spearman rho | p |", "| --- | --- | --- | --- |"]
+    entries = [*sorted(stats["per_task"].items()), ("overall", stats["overall"])]
+    for task, entry in entries:
+        if entry["rho"] is None:
+            lines.append(f"| {task} | {entry['n']} | undefined ({entry['reason']}) | |")
+        else:
+            lines.append(f"| {task} | {entry['n']} | {entry['rho']:.3f} | {entry['p']:.3g} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the audit sheet, or judge it once it holds human scores (see the module docstring)."""
+    from aegir.errors import INPUT_ERROR_EXIT_CODE
+    from aegir.eval.gates import GATE_FAILED_EXIT_CODE
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0
+    try:
+        from hydra.errors import HydraException
+
+        from aegir import hydra_resolvers
+        from aegir.audit_generate import generate_audit_rows, rl_stage_config, sheet_path
+        from aegir.cli import format_config_error
+        from aegir.config import validate
+        from aegir.main import compose_config
+
+        hydra_resolvers.register()
+        try:
+            cfg = validate(compose_config(args))
+        except HydraException as err:
+            raise InputError(format_config_error(err)) from None
+        path = sheet_path(cfg)
+        if path.is_file() and _count_existing_scores(path) and not cfg.audit.overwrite:
+            verdict = check_audit(path, float(cfg.audit.min_rho), required=True)
+            if verdict.stats is not None:
+                print(format_stats(verdict.stats))
+            print(("PASSED: " if verdict.passed else "FAILED: ") + verdict.reason)
+            return 0 if verdict.passed else GATE_FAILED_EXIT_CODE
+        stage, stage_cfg = rl_stage_config(cfg, args)
+        checkpoint = cfg.audit.checkpoint or stage_cfg.model.pretrained
+        if checkpoint is None:
+            print("aegir.audit: no audit.checkpoint or model.pretrained: auditing the untrained policy; for a "
+                  "warm-started experiment pass audit.checkpoint=<the SFT stage's best.ckpt>", file=sys.stderr)
+        rows = generate_audit_rows(stage_cfg, None if checkpoint is None else str(checkpoint))
+        write_audit_sheet(path, rows, overwrite=bool(cfg.audit.overwrite))
+    except InputError as err:
+        print(f"aegir.audit: {err}", file=sys.stderr)
+        return INPUT_ERROR_EXIT_CODE
+    tasks = sorted({r["task"] for r in rows})
+    print(f"wrote {len(rows)} completions ({', '.join(tasks)}; stage {stage or 'the run'}, temperature "
+          f"{cfg.audit.temperature}) to {path}")
+    print("next: fill in human_score (0-10) for every row, then run this command again to compute Spearman rho")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

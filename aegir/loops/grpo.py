@@ -23,12 +23,14 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from aegir.errors import InputError
 from aegir.eval.stats import mean_ci
 from aegir.loops.lm import adamw_with_schedule
 from aegir.rl.advantages import compute_advantages, zero_std_groups
 from aegir.rl.losses import mask_truncated, policy_loss, soft_overlong_penalty
 from aegir.rl.rewards import RewardComposer, RewardSpec, write_error_samples
 from aegir.rl.rollout import RolloutBatch, allowed_mask, completion_logprobs, sample_groups
+from aegir.rl.task_sampler import MTGRPOSampler, TaskSampler, build_task_sampler
 from aegir.tasks.pretrain.windows import mix_seed
 from aegir.loops.record_batches import RecordBatches, record_loader
 from aegir.tasks.chat import encode_prompt
@@ -64,6 +66,10 @@ class GRPOModule(L.LightningModule):
         self._low_std_streak = 0
         self._eval_rows: list[dict[str, Any]] = []
         self._generation_index = 0
+        self.task_sampler = task_sampler_from_config(self.algo, self.train_records, self.eval_records)
+        self._pools: dict[str, list[Mapping[str, Any]]] = {}
+        for record in self.train_records:
+            self._pools.setdefault(_task_of(record), []).append(record)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -100,6 +106,58 @@ class GRPOModule(L.LightningModule):
         chunks = [self.eval_records[i: i + size] for i in range(0, len(self.eval_records), size)]
         return record_loader(chunks)
 
+    def _draw_records(self, n: int, round_index: int) -> list[Mapping[str, Any]]:
+        """`n` training prompts whose tasks follow the task sampler's weights; a pure function of (seed, rank,
+        step, round, sampler state), and the sampler state is checkpointed, so a resumed run draws the same."""
+        assert self.task_sampler is not None
+        generator = torch.Generator().manual_seed(
+            mix_seed(self.seed + 3 + 7919 * round_index, self.global_rank, self.global_step))
+        records = []
+        for task in self.task_sampler.sample_tasks(n, generator):
+            pool = self._pools[task]
+            records.append(pool[int(torch.randint(len(pool), (1,), generator=generator))])
+        return records
+
+    def _update_task_sampler(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Feed the per-task eval rewards (summed over ranks, so every rank makes the same update) to the sampler."""
+        if self.task_sampler is None or self.trainer.sanity_checking:
+            return
+        tasks = self.task_sampler.tasks
+        index = {t: i for i, t in enumerate(tasks)}
+        sums = torch.zeros(len(tasks), dtype=torch.float64)
+        counts = torch.zeros(len(tasks), dtype=torch.float64)
+        for row in rows:
+            i = index.get(str(row["task"]))
+            if i is not None:
+                sums[i] += float(row["reward"])
+                counts[i] += 1
+        if self.trainer.world_size > 1:
+            sums = self.trainer.strategy.reduce(sums.to(self.device), reduce_op="sum").cpu()
+            counts = self.trainer.strategy.reduce(counts.to(self.device), reduce_op="sum").cpu()
+        if bool((counts == 0).any()):
+            log.warning("task sampler not updated at step %d: no eval rows for %s", self.global_step,
+                        [t for t, c in zip(tasks, counts.tolist()) if c == 0])
+            return
+        rewards = {t: float(s / c) for t, s, c in zip(tasks, sums.tolist(), counts.tolist())}
+        if self.task_sampler.update(int(self.global_step), rewards):
+            log.info("task weights at step %d: %s", self.global_step,
+                     ", ".join(f"{t} {w:.3f}" for t, w in self.task_sampler.weights.items()))
+
+    def _observe_zero_std(self, rows: Sequence[Mapping[str, Any]], zero_std: Tensor, group: int) -> None:
+        """MT-GRPO's ratio-preserving sampler needs each task's rate of zero-variance groups (all ranks)."""
+        if not isinstance(self.task_sampler, MTGRPOSampler):
+            return
+        tasks = self.task_sampler.tasks
+        task_ids = torch.tensor([tasks.index(_task_of(rows[g * group])) for g in range(zero_std.numel())],
+                                device=self.device, dtype=torch.float32)
+        task_ids, flags = self._gather(task_ids), self._gather(zero_std.float())
+        current = self.task_sampler.metrics()
+        rates = {}
+        for i, task in enumerate(tasks):  # a task absent from this batch keeps its running rate
+            mine = flags[task_ids == i]
+            rates[task] = float(mine.mean()) if mine.numel() else current[f"sampler/{task}_zero_grad_rate"]
+        self.task_sampler.observe_zero_gradient(rates)
+
     # ------------------------------------------------------------------ rollout + scoring
     def _rollout(self, records: Sequence[Mapping[str, Any]], group_size: int, temperature: float,
                  generator: torch.Generator | None) -> tuple[RolloutBatch, list[Mapping[str, Any]], list[str]]:
@@ -131,6 +189,8 @@ class GRPOModule(L.LightningModule):
         timings: dict[str, float] = {}
         generator = torch.Generator().manual_seed(mix_seed(self.seed + 1, self.global_rank, self.global_step))
 
+        if self.task_sampler is not None:  # the loader's uniform draw is replaced by the weighted one
+            records = self._draw_records(len(records), 0)
         started = time.perf_counter()
         self.policy.eval()
         batch, rows, texts = self._rollout(records, group, float(algo["temperature"]), generator)
@@ -141,6 +201,7 @@ class GRPOModule(L.LightningModule):
 
         rewards = total.view(-1, group)
         zero_std = zero_std_groups(rewards)
+        self._observe_zero_std(rows, zero_std, group)
         resamples = 0
         dynamic = algo["dynamic_sampling"]
         # Dynamic sampling (DAPO): replace zero-variance groups by fresh samples of new prompts, up to a limit.
@@ -148,8 +209,11 @@ class GRPOModule(L.LightningModule):
             resamples += 1
             keep = (~zero_std).nonzero().squeeze(1)
             need = int(zero_std.sum())
-            extra_records = RecordBatches(self.train_records, need, self.seed + 7919 * resamples,
-                                          self.global_rank).batch(int(self.global_step))
+            if self.task_sampler is not None:
+                extra_records = self._draw_records(need, resamples)
+            else:
+                extra_records = RecordBatches(self.train_records, need, self.seed + 7919 * resamples,
+                                              self.global_rank).batch(int(self.global_step))
             started = time.perf_counter()
             extra, extra_rows, extra_texts = self._rollout(extra_records, group, float(algo["temperature"]),
                                                            generator)
@@ -283,6 +347,8 @@ class GRPOModule(L.LightningModule):
                 metrics[f"grpo/reward/{name}/std"] = float(finite.std(unbiased=False))
         for phase, seconds in timings.items():
             metrics[f"perf/time/{phase}"] = seconds
+        if self.task_sampler is not None:
+            metrics.update(self.task_sampler.metrics())
         generated = float(batch.lengths.sum())
         metrics["perf/tokens_per_s"] = generated / max(sum(timings.values()), 1e-9)
         # Sums (tokens, clip counts, timings) are per rank; sync_dist averages them, which equals the global
@@ -331,6 +397,7 @@ class GRPOModule(L.LightningModule):
         for logger in self.loggers:
             logger.log_metrics(metrics, step=0)
         self._write_eval_samples(rows)
+        self._update_task_sampler(rows)
 
     def _add_margin_charts(self) -> None:
         """TensorBoard custom-scalars layout: reward mean ± std and eval reward ± 95% CI as shaded bands."""
@@ -365,6 +432,7 @@ class GRPOModule(L.LightningModule):
         metrics = eval_metrics(self._eval_rows)
         self.log_dict({k: v for k, v in metrics.items() if not k.endswith("/n")}, sync_dist=True)
         self._write_eval_samples(self._eval_rows)
+        self._update_task_sampler(self._eval_rows)
 
     def evaluate_all(self) -> list[dict[str, Any]]:
         """Every fixed eval prompt scored with the current weights (eval decoding settings)."""
@@ -388,15 +456,47 @@ class GRPOModule(L.LightningModule):
         return adamw_with_schedule(self.policy, self.algo, self.total_steps)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["aegir_grpo"] = {"low_std_streak": self._low_std_streak}
+        checkpoint["aegir_grpo"] = {
+            "low_std_streak": self._low_std_streak,
+            "task_sampler": None if self.task_sampler is None else self.task_sampler.state_dict(),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._low_std_streak = int(checkpoint.get("aegir_grpo", {}).get("low_std_streak", 0))
+        saved = checkpoint.get("aegir_grpo", {})
+        self._low_std_streak = int(saved.get("low_std_streak", 0))
+        if self.task_sampler is not None and saved.get("task_sampler") is not None:
+            self.task_sampler.load_state_dict(saved["task_sampler"])
 
     def teardown(self, stage: str) -> None:
         if self._composer is not None:
             self._composer.close()
             self._composer = None
+
+
+def _task_of(record: Mapping[str, Any]) -> str:
+    return str(record.get("task", "default"))
+
+
+def task_sampler_from_config(algo: Mapping[str, Any], train_records: Sequence[Mapping[str, Any]],
+                             eval_records: Sequence[Mapping[str, Any]]) -> TaskSampler | None:
+    """The sampler `algo.task_sampler` names over the training tasks (sorted), or None for `none`.
+
+    Re-weighting reads per-task eval rewards, so every training task needs prompts in the fixed eval set.
+    """
+    kind = str(algo.get("task_sampler", "none"))
+    if kind == "none":
+        return None
+    tasks = sorted({_task_of(r) for r in train_records})
+    missing = sorted(set(tasks) - {_task_of(r) for r in eval_records})
+    if missing:
+        raise InputError(f"config error: algo.task_sampler: task(s) {', '.join(missing)} have no eval prompts; "
+                         "the sampler re-weights tasks from their eval rewards")
+    args = algo.get("sampler") or {}
+    kwargs: dict[str, Any] = {"update_interval": int(args.get("update_interval", 100))}
+    if kind != "uniform":
+        kwargs["initial"] = args.get("initial")
+        kwargs.update(args.get(kind) or {})
+    return build_task_sampler(kind, tasks, **kwargs)  # type: ignore[arg-type]
 
 
 def eval_stats(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:

@@ -202,3 +202,14 @@ def test_overwrite_protection(tmp_path: Path):
     assert path.read_text() == before
     write_audit_sheet(path, table_rows(scored=False), overwrite=True)
     assert read_audit_sheet(path)["human_score"].isna().all()
+
+
+def test_hostile_completion_bytes_round_trip_through_the_sheet(tmp_path) -> None:
+    """NUL, bare CR and other control bytes (what an untrained policy writes) are escaped, and the sheet reads back."""
+    from aegir.audit import readable
+
+    path = tmp_path / "sheet.csv"
+    nasty = "a\x00b\rc\r\nd\x1b[31m\"quoted\", comma"
+    write_audit_sheet(path, [{"id": "x", "task": "t", "prompt": "p", "completion": nasty, "auto_reward": 0.5}])
+    df = read_audit_sheet(path)
+    assert df.loc[0, "completion"] == readable(nasty) == "a\\x00b\\x0dc\\x0d\nd\\x1b[31m\"quoted\", comma"
