@@ -192,7 +192,10 @@ def run_sweep(spec: SweepSpec) -> Any:
 
     def objective(trial: Any) -> float:
         values = suggest(trial, spec.params)
-        overrides = [*spec.base, *spec.extra_overrides, *(f"{k}={v}" for k, v in values.items()),
+        # `stages.<name>.set.<key>` params reach one stage of a multi-stage experiment (aegir.main.stage_overrides);
+        # `++` adds the key, which the experiment file does not define.
+        overrides = [*spec.base, *spec.extra_overrides,
+                     *(f"{'++' if k.startswith('stages.') else ''}{k}={v}" for k, v in values.items()),
                      f"objective.metric={spec.metric}", f"objective.mode={spec.mode}",
                      "trainer.enable_progress_bar=false"]
         cfg = compose_config(overrides)

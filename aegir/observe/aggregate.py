@@ -119,6 +119,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
 
 
+def _seed_order(run: RunRecord) -> tuple[int, float, str, str]:
+    """Numeric seeds in numeric order (42 before 123), anything else after them as text."""
+    seed = run.seed
+    numeric = isinstance(seed, (int, float)) and not isinstance(seed, bool)
+    return (0 if numeric else 1, float(seed) if numeric else 0.0, str(seed), str(run.path))
+
+
 def group_runs(runs: Sequence[RunRecord]) -> list[Group]:
     """Replicates grouped by configuration; each group labelled by the keys that set it apart from the others."""
     by_key: dict[str, list[RunRecord]] = defaultdict(list)
@@ -129,7 +136,7 @@ def group_runs(runs: Sequence[RunRecord]) -> list[Group]:
     for key, members in by_key.items():
         flat = flatten(members[0].config)
         label = ",".join(f"{k}={flat.get(k)}" for k in varying) or str(members[0].config.get("name", key))
-        groups.append(Group(key, label, sorted(members, key=lambda r: (str(r.seed), str(r.path)))))
+        groups.append(Group(key, label, sorted(members, key=_seed_order)))
     return sorted(groups, key=lambda g: g.label)
 
 
@@ -145,6 +152,15 @@ def markdown_report(groups: Sequence[Group]) -> str:
         seeds = [r.seed for r in group.finished]
         out.write(f"\n## {group.label}\n\nconfiguration `{group.key}` — {len(group.finished)}/{len(group.runs)} "
                   f"runs finished\n\n")
+        task_rows = _task_rows(group.metric_names())
+        if task_rows:  # the V4.2 seed table: per-task eval reward
+            out.write("| Task | " + " | ".join(f"Seed {s}" for s in seeds) + " | Mean ± 95% CI |\n")
+            out.write("|---|" + "---|" * len(seeds) + "---|\n")
+            for task, metric in task_rows:
+                cells = [_fmt((r.summary or {}).get("metrics", {}).get(metric)) for r in group.finished]
+                stat = group.stats(metric)
+                out.write(f"| {task} | " + " | ".join(cells) + f" | {_fmt(stat['mean'])} ± {_fmt(stat['ci95'])} |\n")
+            out.write("\nAll final metrics:\n\n")
         out.write("| Metric | " + " | ".join(f"Seed {s}" for s in seeds) + " | Mean ± 95% CI |\n")
         out.write("|---|" + "---|" * len(seeds) + "---|\n")
         for metric in group.metric_names():
@@ -155,6 +171,15 @@ def markdown_report(groups: Sequence[Group]) -> str:
         for run in unfinished:
             out.write(f"\n- seed {run.seed}: **{run.status}** — {run.path}\n")
     return out.getvalue()
+
+
+def _task_rows(metrics: Sequence[str]) -> list[tuple[str, str]]:
+    """(task, metric) for every `eval/<task>/reward`, then ("all", "eval/reward"); [] without per-task rewards."""
+    rows = [(m.split("/")[1], m) for m in metrics if m.count("/") == 2 and m.startswith("eval/")
+            and m.endswith("/reward")]
+    if rows and "eval/reward" in metrics:
+        rows.append(("all", "eval/reward"))
+    return rows
 
 
 def csv_report(groups: Sequence[Group]) -> str:
