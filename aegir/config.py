@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from aegir.errors import InputError
+from aegir.tasks.tables.dataset import TablesDataConfig
 
 
 # --------------------------------------------------------------------------------------------------- model
@@ -32,7 +33,24 @@ class RWKV7ModelConfig:
     pretrained: Optional[str] = None
 
 
-MODEL_SCHEMAS: dict[str, type] = {"rwkv7": RWKV7ModelConfig}
+@dataclass
+class HNetModelConfig:
+    """H-Net of RWKV-7 stacks (conf/model/{nano,tiny,small,base}.yaml document the keys). The layout, the
+    per-stage widths and target_compression are cross-checked by aegir.models.build (one-line InputErrors)."""
+
+    arch: str = "hnet"
+    name: str = "nano"
+    vocab_size: int = 512
+    d_model: list[int] = field(default_factory=lambda: [96, 128, 128])
+    arch_layout: list[Any] = field(default_factory=lambda: ["w1", ["w1", ["w1"], "w1"], "w1"])
+    head_size: int = 32
+    target_compression: list[float] = field(default_factory=lambda: [2.0, 2.0])
+    ratio_loss_weight: float = 0.03
+    tie_embeddings: bool = True
+    pretrained: Optional[str] = None
+
+
+MODEL_SCHEMAS: dict[str, type] = {"rwkv7": RWKV7ModelConfig, "hnet": HNetModelConfig}
 
 
 # --------------------------------------------------------------------------------------------------- task
@@ -83,10 +101,27 @@ class CommerceTaskConfig:
                                                                     "push": 15})
 
 
+@dataclass
+class CTATaskConfig:
+    """Column type annotation (conf/task/cta.yaml documents the keys; `data` is aegir/tasks/tables/dataset.py's)."""
+
+    name: str = "cta"
+    data: TablesDataConfig = field(default_factory=TablesDataConfig)
+    eval_test: bool = True
+
+
+@dataclass
+class CPATaskConfig(CTATaskConfig):
+    """Column property annotation: the same data section; examples pair each column with the table's main one."""
+
+    name: str = "cpa"
+
+
 TASK_SCHEMAS: dict[str, type] = {"pretrain": PretrainTaskConfig, "toy_arith": ToyTaskConfig,
-                                 "commerce": CommerceTaskConfig}
+                                 "commerce": CommerceTaskConfig, "cta": CTATaskConfig, "cpa": CPATaskConfig}
 # Which loop (algo.name) each task trains with.
-TASK_ALGOS: dict[str, tuple[str, ...]] = {"pretrain": ("lm",), "toy_arith": ("grpo",), "commerce": ("sft", "grpo")}
+TASK_ALGOS: dict[str, tuple[str, ...]] = {"pretrain": ("lm",), "toy_arith": ("grpo",), "commerce": ("sft", "grpo"),
+                                          "cta": ("classify",), "cpa": ("classify",)}
 
 
 # --------------------------------------------------------------------------------------------------- arm
@@ -140,6 +175,33 @@ class CollapseConfig:
 
 
 @dataclass
+class ImprovementSamplerConfig:
+    up: float = 1.3
+    down: float = 0.85
+    low: float = 0.01
+    high: float = 0.05
+    cap: float = 0.60
+    floor: float = 0.10
+
+
+@dataclass
+class MTGRPOSamplerConfig:
+    lambda_bias: float = 0.2
+    lr: float = 0.025
+    max_accept: float = 3.0
+    zero_grad_decay: float = 0.9
+    allocation: str = "multinomial"
+
+
+@dataclass
+class TaskSamplerArgs:
+    update_interval: int = 100
+    initial: Optional[dict[str, float]] = None
+    improvement: ImprovementSamplerConfig = field(default_factory=ImprovementSamplerConfig)
+    mt_grpo: MTGRPOSamplerConfig = field(default_factory=MTGRPOSamplerConfig)
+
+
+@dataclass
 class GRPOAlgoConfig(OptimConfig):
     name: str = "grpo"
     group_size: int = 8
@@ -164,6 +226,8 @@ class GRPOAlgoConfig(OptimConfig):
     collapse: CollapseConfig = field(default_factory=CollapseConfig)
     eval_temperature: float = 0.0
     eval_batch_size: int = 64
+    task_sampler: str = "none"
+    sampler: TaskSamplerArgs = field(default_factory=TaskSamplerArgs)
 
 
 @dataclass
@@ -173,7 +237,43 @@ class SFTAlgoConfig(OptimConfig):
     max_len: int = 1024
 
 
-ALGO_SCHEMAS: dict[str, type] = {"lm": LMAlgoConfig, "grpo": GRPOAlgoConfig, "sft": SFTAlgoConfig}
+@dataclass
+class LivenessConfig:
+    """Markov clustering of pooled validation embeddings for the liveness gate (aegir/eval/collapse.py)."""
+
+    knn_k: int = 10
+    inflation: float = 2.0
+    expansion: int = 3
+    max_points: int = 1024
+
+
+@dataclass
+class ClassifyAlgoConfig(OptimConfig):
+    """Column classification head on the pooled backbone (conf/algo/classify.yaml documents the keys)."""
+
+    name: str = "classify"
+    batch_size: int = 16
+    val_batch_size: int = 64
+    freeze_backbone_steps: int = 0
+    backbone_lr_mult: float = 1.0
+    head_dropout: float = 0.1
+    pooling: str = "mean"
+    class_weighting: str = "none"
+    backbone_init: str = "auto"
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
+
+
+ALGO_SCHEMAS: dict[str, type] = {"lm": LMAlgoConfig, "grpo": GRPOAlgoConfig, "sft": SFTAlgoConfig,
+                                 "classify": ClassifyAlgoConfig}
+# Metric families each loop logs, with the usual objective: `objective.metric` (which also selects best.ckpt)
+# must be one of them, or the run would fail at its first checkpoint.
+ALGO_METRICS: dict[str, tuple[tuple[str, ...], str]] = {
+    "lm": (("val/", "train/"), "objective.metric=val/bpb objective.mode=min"),
+    "sft": (("val/", "train/"), "objective.metric=val/bpb objective.mode=min"),
+    "grpo": (("eval/", "grpo/", "train/"), "objective.metric=eval/reward objective.mode=max"),
+    "classify": (("val/", "test/", "live/", "gate/", "chunk/", "train/"),
+                 "objective.metric=val/macro_f1 objective.mode=max"),
+}
 
 
 # --------------------------------------------------------------------------------------------------- the rest
@@ -240,6 +340,18 @@ class GateConfig:
 class StageConfig:
     overrides: list[str] = field(default_factory=list)
     init_from: Optional[str] = "previous"
+    set: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class AuditConfig:
+    required: bool = False
+    sheet: Optional[str] = None
+    min_rho: float = 0.70
+    completions_per_task: int = 5
+    temperature: float = 0.1
+    checkpoint: Optional[str] = None
+    overwrite: bool = False
 
 
 @dataclass
@@ -256,6 +368,7 @@ class RootConfig:
     callbacks: CallbacksConfig = field(default_factory=CallbacksConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     arm: ArmConfig = field(default_factory=ArmConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
 
 
 # Sections validated by a discriminator key rather than by RootConfig.
@@ -273,12 +386,33 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "callbacks.progress_bar": ("tqdm", "rich", "none"),
     "trainer.accelerator": ("cpu", "gpu", "cuda", "mps", "auto"),
     "trainer.precision": ("32-true", "32", "64-true", "bf16-mixed", "bf16-true", "16-mixed", "16-true"),
-    "task.data.source": ("synthetic", "files"),
+    "task.data.source": ("synthetic", "files", "tables", "sotab"),  # per task: aegir/tasks/*, TASK_CHECKS
     "algo.advantage": ("grpo", "gdpo", "rloo"),
     "algo.scale_rewards": ("group", "batch", "none"),
     "algo.loss_type": ("grpo", "bnpo", "dr_grpo", "dapo"),
     "algo.kl_estimator": ("k1", "k2", "k3"),
+    "algo.pooling": ("mean", "max", "last", "mean_last", "cls_last"),
+    "algo.class_weighting": ("none", "balanced", "sqrt"),
+    "algo.backbone_init": ("auto", "pretrained", "scratch"),
+    "algo.task_sampler": ("none", "uniform", "improvement", "mt_grpo"),
+    "algo.sampler.mt_grpo.allocation": ("multinomial", "largest_remainder"),
 }
+
+
+def _check_tables_task(task: dict[str, Any]) -> None:
+    """The CTA/CPA data loader's own value checks (sources, budgets, fractions, sotab root), run by `validate` so
+    a bad value fails before any work -- in a multi-stage run, before the first stage."""
+    data = task.get("data") or {}
+    if any("${" in str(value) for value in data.values()):
+        return  # interpolated values are checked by the loader once resolved
+    problems = TablesDataConfig(**data).problems()
+    if problems:
+        key, _, reason = problems[0].partition(": ")
+        _fail(f"task.data.{key}", reason)
+
+
+# Per-task value checks beyond types and CHOICES (one line naming the key), keyed by task.name.
+TASK_CHECKS: dict[str, Any] = {"cta": _check_tables_task, "cpa": _check_tables_task}
 
 
 def _schema_at(schema: Any, path: Sequence[str]) -> Any:
@@ -344,6 +478,11 @@ def validate(cfg: DictConfig) -> DictConfig:
     if out["algo"]["name"] not in algos:
         _fail("algo", f"task {out['task']['name']} trains with algo={' or algo='.join(algos)}, "
                       f"not algo={out['algo']['name']}")
+    prefixes, usual = ALGO_METRICS.get(out["algo"]["name"], ((), ""))
+    metric = str(out["objective"]["metric"])
+    if prefixes and "${" not in metric and not metric.startswith(prefixes):
+        _fail("objective.metric", f"algo={out['algo']['name']} does not log '{metric}' (it logs "
+                                  f"{', '.join(p + '*' for p in prefixes)}); e.g. {usual}")
     reward = container.get("reward") or {}
     if not isinstance(reward, dict):
         _fail("reward", "must be a mapping {components, gate, workers, timeout_s}")
@@ -356,6 +495,8 @@ def validate(cfg: DictConfig) -> DictConfig:
         value = OmegaConf.select(OmegaConf.create(out), key, default=None)
         if value is not None and str(value) not in allowed and "${" not in str(value):
             _fail(key, f"'{value}' is not one of: {', '.join(allowed)}")
+    if out["task"]["name"] in TASK_CHECKS:
+        TASK_CHECKS[out["task"]["name"]](out["task"])
     if "hydra" in container:
         out["hydra"] = container["hydra"]
     typed = OmegaConf.create(out)

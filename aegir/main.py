@@ -60,6 +60,14 @@ def run(cfg: DictConfig, overrides: Sequence[str] | None = None, *, run_dir: Pat
         cfg = validate(cfg)
         if overrides is None:
             overrides = _hydra_overrides()
+        if cfg.audit.required:  # a reward that disagrees with people is not worth optimising (aegir/audit.py)
+            from aegir.audit import check_audit
+            from aegir.audit_generate import sheet_path
+
+            verdict = check_audit(sheet_path(cfg), float(cfg.audit.min_rho), required=True)
+            if not verdict.passed:
+                raise InputError(f"audit.required: refusing to train: {verdict.reason}")
+            log.info("reward audit: %s", verdict.reason)
         if cfg.stages:
             result = _run_stages(cfg, list(overrides), RunPaths(run_dir), **extras)
         else:
@@ -193,7 +201,13 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
     ckpt = cfg.callbacks.checkpoint
     callbacks: list[Any] = [ModelCheckpoint(
         dirpath=paths.checkpoints, filename="best", monitor=ckpt.monitor, mode=ckpt.mode, save_top_k=1,
-        save_last=ckpt.save_last, auto_insert_metric_name=False, enable_version_counter=False)]
+        save_last=False, auto_insert_metric_name=False, enable_version_counter=False)]
+    if ckpt.save_last:
+        # Lightning >= 2.5 refreshes a monitored callback's last.ckpt only when best.ckpt was saved at the same step,
+        # which would leave resume at the last *improvement*; an unmonitored callback rewrites it at every eval.
+        callbacks.append(ModelCheckpoint(dirpath=paths.checkpoints, filename="last", monitor=None, save_top_k=1,
+                                         save_last=False, auto_insert_metric_name=False,
+                                         enable_version_counter=False))
     show_bar = cfg.trainer.enable_progress_bar and cfg.callbacks.progress_bar != "none"
     if show_bar:
         callbacks.append(RichProgressBar() if cfg.callbacks.progress_bar == "rich" else TQDMProgressBar())
@@ -298,6 +312,34 @@ def compose_config(overrides: Sequence[str]) -> DictConfig:
         return compose(config_name="config", overrides=list(overrides))
 
 
+def stage_overrides(overrides: Sequence[str], spec: Any) -> list[str]:
+    """A stage's overrides: the run's, then the stage's own, then `stages.<name>.set` (which wins over both, so a
+    command line or a sweep can change one stage's setting: `++stages.grpo.set.algo.lr=1e-4`)."""
+    return [*overrides, *spec.overrides, *(f"{k}={_override_value(v)}" for k, v in _flatten_set(spec.set))]
+
+
+def _flatten_set(node: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(node, dict) or OmegaConf.is_dict(node):
+        return [kv for k, v in node.items() for kv in _flatten_set(v, f"{prefix}{k}.")]
+    return [(prefix[:-1], node)]
+
+
+def _override_value(value: Any) -> str:
+    """A Python value in Hydra's override grammar."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)) or OmegaConf.is_list(value):
+        return "[" + ",".join(_override_value(v) for v in value) + "]"
+    text = str(value)
+    if text and all(c.isalnum() or c in "_-./:" for c in text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def _run_stages(cfg: DictConfig, overrides: list[str], paths: RunPaths, callbacks: Sequence[Any] = (),
                 extra_metadata: dict[str, Any] | None = None) -> StageResult:
     """Run `cfg.stages` in order. Every stage config is composed and validated before the first one starts."""
@@ -307,7 +349,7 @@ def _run_stages(cfg: DictConfig, overrides: list[str], paths: RunPaths, callback
     planned: list[tuple[str, Any, DictConfig]] = []
     for name, spec in cfg.stages.items():
         try:
-            raw = compose_config([*overrides, *spec.overrides])
+            raw = compose_config(stage_overrides(overrides, spec))
         except (HydraException, OmegaConfBaseException) as err:
             raise InputError(f"config error: stages.{name}.overrides: {str(err).splitlines()[0]}") from None
         with open_dict(raw):
@@ -345,7 +387,7 @@ def _run_stages(cfg: DictConfig, overrides: list[str], paths: RunPaths, callback
             else:
                 stage_cfg.resume = bool(cfg.resume and stage_paths.last_ckpt.is_file())
                 log.info("stage %d/%d: %s -> %s", index, len(planned), name, stage_paths.root)
-                results[name] = run_single(stage_cfg, stage_paths, overrides=[*overrides, *spec.overrides],
+                results[name] = run_single(stage_cfg, stage_paths, overrides=stage_overrides(overrides, spec),
                                            parent=parent, stage={"index": index, "name": name},
                                            callbacks=callbacks, extra_metadata=extra_metadata)
             previous = name
@@ -375,7 +417,7 @@ def _report(result: StageResult) -> None:
         return
     lines = [f"run directory: {result.paths.root}"]
     for name, stats in result.summary.get("metric_stats", {}).items():
-        label = "val/bpb" if name == "val/bpb" else ("eval/reward" if name == "all" else f"eval/{name}/reward")
+        label = name if "/" in name else ("eval/reward" if name == "all" else f"eval/{name}/reward")
         lines.append(f"final {label}: {stats['mean']:.4f} ± {stats['ci95']:.4f} (95% CI, n={stats['n']})")
     objective = result.summary.get("objective", {})
     lines.append(f"objective {objective.get('metric')}: {objective.get('value')}")

@@ -147,6 +147,12 @@ def make_pruner(spec: SweepSpec) -> Any:
     return optuna.pruners.NopPruner()
 
 
+def param_overrides(values: Mapping[str, Any]) -> list[str]:
+    """Hydra overrides of one trial's parameter values. `stages.<name>.set.<key>` params reach one stage of a
+    multi-stage experiment (aegir.main.stage_overrides) and get `++`: the experiment file does not define the key."""
+    return [f"{'++' if key.startswith('stages.') else ''}{key}={value}" for key, value in values.items()]
+
+
 def suggest(trial: Any, params: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for key, space in params.items():
@@ -192,10 +198,7 @@ def run_sweep(spec: SweepSpec) -> Any:
 
     def objective(trial: Any) -> float:
         values = suggest(trial, spec.params)
-        # `stages.<name>.set.<key>` params reach one stage of a multi-stage experiment (aegir.main.stage_overrides);
-        # `++` adds the key, which the experiment file does not define.
-        overrides = [*spec.base, *spec.extra_overrides,
-                     *(f"{'++' if k.startswith('stages.') else ''}{k}={v}" for k, v in values.items()),
+        overrides = [*spec.base, *spec.extra_overrides, *param_overrides(values),
                      f"objective.metric={spec.metric}", f"objective.mode={spec.mode}",
                      "trainer.enable_progress_bar=false"]
         cfg = compose_config(overrides)

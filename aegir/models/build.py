@@ -27,11 +27,59 @@ def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:
         model: nn.Module = ByteLM(vocab_size=model_cfg["vocab_size"], d_model=model_cfg["d_model"],
                                   n_layers=model_cfg["n_layers"], head_size=model_cfg["head_size"],
                                   tie_embeddings=model_cfg["tie_embeddings"])
+    elif arch == "hnet":
+        model = build_hnet(model_cfg)
     else:  # aegir.config rejects unknown archs; this guards direct callers
         raise InputError(f"config error: model.arch: unknown architecture '{arch}'")
     if model_cfg.get("pretrained"):
         load_pretrained(model, Path(model_cfg["pretrained"]))
     return model
+
+
+def build_hnet(model_cfg: Mapping[str, Any]) -> nn.Module:
+    """HNetLM from a validated `model` section. Every inconsistency of layout, widths, head size and targets is a
+    one-line InputError naming the key, raised before any weights are allocated."""
+    from aegir.models.hnet import HNetLM, parse_layout
+
+    widths = [int(d) for d in model_cfg["d_model"]]
+    layout = _plain(model_cfg["arch_layout"])
+    head_size = int(model_cfg["head_size"])
+    try:
+        spec = parse_layout(layout, widths)
+    except ValueError as err:
+        message = str(err)
+        key = "model.arch_layout" if message.startswith("arch_layout") else "model.d_model"
+        message = message[len("arch_layout "):] if message.startswith("arch_layout ") else message
+        raise InputError(f"config error: {key}: {message}") from None
+    if spec.is_innermost:
+        raise InputError("config error: model.arch_layout: an H-Net needs at least one [encoder, inner, decoder] "
+                         f"stage, got {layout!r} (use an rwkv7 model for an isotropic stack)")
+    if head_size < 1:
+        raise InputError(f"config error: model.head_size: must be >= 1, got {head_size}")
+    bad = [(s, d) for s, d in enumerate(widths) if d % head_size]
+    if bad:
+        stage, width = bad[0]
+        raise InputError(f"config error: model.d_model: d_model[{stage}] = {width} is not divisible by "
+                         f"model.head_size {head_size}")
+    targets = [float(t) for t in model_cfg["target_compression"]]
+    n_routed = spec.depth - 1
+    if len(targets) != n_routed or any(not t > 1 for t in targets):
+        raise InputError(f"config error: model.target_compression: needs {n_routed} value(s) > 1 (one per "
+                         f"non-innermost stage of arch_layout, outer first), got {targets}")
+    if float(model_cfg["ratio_loss_weight"]) < 0:
+        raise InputError(f"config error: model.ratio_loss_weight: must be >= 0, got {model_cfg['ratio_loss_weight']}")
+    return HNetLM(vocab_size=int(model_cfg["vocab_size"]), d_model=widths, arch_layout=layout, head_size=head_size,
+                  target_compression=targets, ratio_loss_weight=float(model_cfg["ratio_loss_weight"]),
+                  tie_embeddings=bool(model_cfg["tie_embeddings"]))
+
+
+def _plain(value: Any) -> Any:
+    """An OmegaConf node (or anything) as plain Python lists / scalars, for the layout parser."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    if isinstance(value, (DictConfig, ListConfig)):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -40,7 +88,7 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Model weights from a Lightning .ckpt (`model.` prefix stripped) or a plain state-dict file."""
+    """Model weights from a Lightning .ckpt (`model.` / `policy.` prefix stripped) or a plain state-dict file."""
     if not path.is_file():
         raise InputError(f"model.pretrained: no such checkpoint file: {path}")
     try:
@@ -50,8 +98,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise InputError(f"model.pretrained: {path} holds no model state dict")
-    if any(k.startswith("model.") for k in state):
-        state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+    for prefix in ("model.", "policy."):  # LM/SFT modules hold `model`, the GRPO module `policy` (+ `ref`)
+        if any(k.startswith(prefix) for k in state):
+            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     return state
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from aegir.errors import InputError
 from aegir.rundir import read_json
-from aegir.sweep import load_spec, run_sweep
+from aegir.sweep import load_spec, param_overrides, run_sweep
 from tests.conftest import FAST, ROOT
 
 
@@ -88,4 +88,4 @@ def test_every_sweep_spec_in_the_repo_loads_and_composes(tmp_path: Path) -> None
     for path in sorted((ROOT / "sweeps").glob("*.yaml")):
         spec = load_spec(path)
         first = {k: (v["choices"][0] if v["type"] == "categorical" else v["low"]) for k, v in spec.params.items()}
-        validate(compose_config([*spec.base, *(f"{k}={v}" for k, v in first.items())]))
+        validate(compose_config([*spec.base, *param_overrides(first)]))
