@@ -6,6 +6,11 @@ ratios survive noisy machines (DESIGN.md §7).
 rwkv7: training throughput (forward + backward, bytes/s) of the chunked WKV vs the per-byte recurrent loop on the
 same model, their ratio, and recurrent-state generation throughput (`ByteLM.generate`).
 
+hnet: training (forward + backward, ratio loss included) and generation bytes/s of the H-Net nano and tiny
+configs (conf/model/) next to an isotropic RWKV-7 of the rwkv7 config's width with the layer count that best matches
+the H-Net's parameter count, on the same bytes; the ratios H-Net / RWKV-7; each H-Net stage's boundary fraction on
+those bytes (it sets how much work the inner stages get).
+
 grpo: one GRPO step of the nano policy split by phase (generate / score / logprob / update, the functions the
 GRPO loop runs) and generated tokens/s, for each group size and completion length. EOS is excluded from the
 sampling vocabulary so every completion has exactly the requested length.
@@ -47,10 +52,12 @@ def emit(**fields: object) -> None:
     print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()), flush=True)
 
 
-def _train_step(model: ByteLM, ids: torch.Tensor) -> None:
+def _train_step(model: torch.nn.Module, ids: torch.Tensor) -> None:
     model.zero_grad(set_to_none=True)
     logits, _ = model(ids[:, :-1])
-    F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten()).backward()
+    loss = F.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())
+    aux = getattr(model, "last_aux", None)  # HNetLM: the ratio loss is part of every training step
+    (loss if aux is None else loss + aux.loss).backward()
 
 
 def bench_rwkv7(args: argparse.Namespace) -> None:
@@ -89,6 +96,70 @@ def bench_rwkv7(args: argparse.Namespace) -> None:
             gen_s=seconds,
             gen_bytes_per_s=args.batch * args.gen_tokens / seconds,
         )
+
+
+# H-Net config name -> the rwkv7 config whose width and head size its isotropic baseline uses.
+HNET_BASELINES: dict[str, str] = {"nano": "nano", "tiny": "tiny"}
+
+
+def matched_rwkv7(n_params: int, vocab_size: int, d_model: int, head_size: int) -> ByteLM:
+    """The isotropic ByteLM of the given width whose layer count brings its parameter count closest to n_params."""
+    with torch.device("meta"):  # shapes only
+        one = ByteLM(vocab_size, d_model, 1, head_size).num_parameters()
+        per_layer = ByteLM(vocab_size, d_model, 2, head_size).num_parameters() - one
+    n_layers = max(1, round((n_params - (one - per_layer)) / per_layer))
+    return ByteLM(vocab_size, d_model, n_layers, head_size)
+
+
+def bench_text(n_bytes: int, seed: int) -> torch.Tensor:
+    """Bytes of the synthetic pretraining corpus (a few documents, generated in-process), cycled to n_bytes. The
+    H-Net's cost depends on where its routers put boundaries, so it is measured on text, not on uniform noise."""
+    from aegir.tasks.pretrain.corpus import document_text, generate_documents
+
+    data = "\n".join(document_text(doc) for doc in generate_documents(seed, 8)).encode("utf-8")
+    reps = -(-n_bytes // len(data))
+    return torch.tensor(list((data * reps)[:n_bytes]), dtype=torch.long)
+
+
+def bench_hnet(args: argparse.Namespace) -> None:
+    """H-Net vs a parameter-matched isotropic RWKV-7: training and generation bytes/s, in this process."""
+    from aegir.main import compose_config
+    from aegir.models.build import build_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    emit(bench="hnet", torch=torch.__version__, device="cpu", threads=torch.get_num_threads())
+    text = bench_text(args.batch * (args.T + 1), args.seed)
+    ids = text.view(args.batch, args.T + 1)
+    n_bytes = args.batch * args.T
+    prompt = ids[:, : args.prompt_len]
+    for name in args.models:
+        cfg = compose_config([f"model={name}"]).model
+        hnet = build_model(cfg)
+        base = RWKV7_MODELS[HNET_BASELINES[name]]
+        iso = matched_rwkv7(hnet.num_parameters(), int(cfg.vocab_size), base["d_model"], base["head_size"])
+        results: dict[str, dict[str, float]] = {}
+        for label, model in (("hnet", hnet), ("rwkv7", iso)):
+            common = {"bench": "hnet", "pair": name, "arch": label, "params": model.num_parameters(),
+                      "T": args.T, "batch": args.batch}
+            model.train()
+            train_s = time_best(lambda: _train_step(model, ids), args.repeats)
+            extra: dict[str, object] = {}
+            if label == "hnet":
+                extra = {f"boundary_frac_stage{i}": s.boundary_frac for i, s in enumerate(model.last_aux.stages)}
+            else:
+                extra = {"n_layers": len(model.body.blocks), "d_model": base["d_model"]}
+            emit(**common, path="train", train_s=train_s, train_bytes_per_s=n_bytes / train_s, **extra)
+            model.eval()
+            gen = torch.Generator().manual_seed(args.seed)
+            gen_s = time_best(lambda: model.generate(prompt, args.gen_tokens, temperature=1.0, generator=gen),
+                              args.repeats)
+            emit(**common, path="generate", prompt_len=args.prompt_len, new_tokens=args.gen_tokens, gen_s=gen_s,
+                 gen_bytes_per_s=args.batch * args.gen_tokens / gen_s)
+            results[label] = {"train": n_bytes / train_s, "gen": args.batch * args.gen_tokens / gen_s}
+        emit(bench="hnet", pair=name, ratio_train_hnet_vs_rwkv7=results["hnet"]["train"] / results["rwkv7"]["train"],
+             ratio_gen_hnet_vs_rwkv7=results["hnet"]["gen"] / results["rwkv7"]["gen"])
 
 
 def bench_grpo(args: argparse.Namespace) -> None:
@@ -160,6 +231,14 @@ def _rwkv7_models(text: str) -> list[str]:
     return names
 
 
+def _hnet_models(text: str) -> list[str]:
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in HNET_BASELINES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown model(s) {unknown}; choose from {sorted(HNET_BASELINES)}")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m aegir.bench", description=__doc__.splitlines()[0])
     benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -176,6 +255,20 @@ def build_parser() -> argparse.ArgumentParser:
     rwkv7.add_argument("--seed", type=int, default=0)
     rwkv7.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     rwkv7.set_defaults(func=bench_rwkv7)
+
+    hnet = benches.add_parser("hnet", help="H-Net vs parameter-matched RWKV-7: training and generation bytes/s")
+    hnet.add_argument("--T", type=int, default=512, help="training sequence length (bytes)")
+    hnet.add_argument("--batch", type=int, default=2, help="sequences per batch")
+    hnet.add_argument("--repeats", type=int, default=2, help="timed repeats per measurement (best is reported)")
+    hnet.add_argument("--models", type=_hnet_models, default="nano,tiny",
+                      help=f"comma-separated H-Net configs, from {sorted(HNET_BASELINES)}")
+    hnet.add_argument("--prompt-len", type=int, default=16, help="generation prompt length")
+    hnet.add_argument("--gen-tokens", type=int, default=64, help="new tokens per generation run")
+    hnet.add_argument("--seed", type=int, default=0)
+    hnet.add_argument("--threads", type=int, default=1,
+                      help="torch intra-op threads (0: torch's default); 1 keeps small-model timings stable when "
+                           "other processes share the cores")
+    hnet.set_defaults(func=bench_hnet)
 
     grpo = benches.add_parser("grpo", help="GRPO step time by phase and tokens/s (nano policy)")
     grpo.add_argument("--group-sizes", type=lambda t: [int(x) for x in t.split(",")], default="8,16",

@@ -6,9 +6,12 @@ are byte windows from `aegir.tasks.pretrain.windows`, the schedule is a pure fun
 
 from __future__ import annotations
 
+import inspect
+import logging
 import math
 import time
 import warnings
+from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
@@ -22,6 +25,7 @@ from aegir.eval.stats import mean_ci
 from aegir.tasks.pretrain.windows import RandomWindowBatches
 
 LN2 = math.log(2.0)
+log = logging.getLogger("aegir")
 
 # Deprecation notices raised inside Lightning itself (not actionable here); filtered at import so that DDP worker
 # processes, which import this module to unpickle the LightningModule, are quiet too.
@@ -80,8 +84,87 @@ def next_byte_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str =
                            reduction=reduction).reshape(targets.shape if reduction == "none" else ())
 
 
+def lm_logits(model: nn.Module, ids: torch.Tensor) -> torch.Tensor:
+    """Logits [B, T, V] of a whole-sequence forward. Models whose forward can skip extracting the final recurrent
+    state (HNetLM's `with_state`) are told to: under no_grad it would otherwise be computed, re-running every inner
+    stack per group of rows with equal chunk counts (about 2x the cost of an evaluation batch)."""
+    if "with_state" in inspect.signature(model.forward).parameters:
+        logits, _ = model(ids, with_state=False)
+    else:
+        logits, _ = model(ids)
+    return logits
+
+
+def auxiliary_loss(model: nn.Module) -> torch.Tensor | None:
+    """The auxiliary loss of the model's latest forward pass (HNetLM: alpha * sum of the stages' ratio losses),
+    to add to the LM loss; None for models without one."""
+    aux = getattr(model, "last_aux", None)
+    return None if aux is None else aux.loss
+
+
+def chunk_metrics(stages: Sequence[Any]) -> dict[str, float]:
+    """Per-stage router statistics (outer stage = 0) under their DESIGN.md §5 names: boundary_frac (F), mean_prob
+    (G), realised compression (1/F), the unweighted ratio loss, and degenerate (1 if the stage marked every
+    position or none but the forced first ones, else 0). `stages` are aegir.models.hnet.StageStats."""
+    metrics: dict[str, float] = {}
+    for index, stage in enumerate(stages):
+        prefix = f"chunk/stage{index}/"
+        metrics[prefix + "boundary_frac"] = float(stage.boundary_frac)
+        metrics[prefix + "mean_prob"] = float(stage.mean_prob)
+        if math.isfinite(stage.compression):
+            metrics[prefix + "compression"] = float(stage.compression)
+        metrics[prefix + "ratio_loss"] = float(stage.ratio_loss.detach())
+        metrics[prefix + "degenerate"] = float(bool(stage.degenerate))
+    return metrics
+
+
+def pool_stage_stats(batches: Sequence[tuple[int, Sequence[Any]]]) -> list[tuple[float, float]]:
+    """(F, G) per stage over several batches, each given as (positions at stage 0, its StageStats).
+
+    Exact, not a mean of batch means: stage s+1 sees the boundaries of stage s, so its positions in a batch are
+    n_{s+1} = F_s * n_s, and F_s, G_s are pooled with weights n_s.
+    """
+    if not batches:
+        return []
+    n_stages = len(batches[0][1])
+    boundaries, probs, positions = [0.0] * n_stages, [0.0] * n_stages, [0.0] * n_stages
+    for n_outer, stages in batches:
+        n = float(n_outer)
+        for s, stage in enumerate(stages):
+            positions[s] += n
+            boundaries[s] += stage.boundary_frac * n
+            probs[s] += stage.mean_prob * n
+            n = round(stage.boundary_frac * n)  # an integer count, up to float rounding of F
+    return [(b / p, g / p) if p > 0 else (math.nan, math.nan) for b, g, p in zip(boundaries, probs, positions)]
+
+
+class DegeneracyMonitor:
+    """Says once per stage when its router degenerates (all boundaries or none), so a long run warns without
+    repeating itself every step; the per-step `chunk/stage<s>/degenerate` metric carries the full record."""
+
+    def __init__(self) -> None:
+        self.warned: set[int] = set()
+
+    def newly_degenerate(self, stages: Sequence[Any]) -> list[int]:
+        """Indices of degenerate stages not reported before (and remembers them)."""
+        fresh = [i for i, stage in enumerate(stages) if stage.degenerate and i not in self.warned]
+        self.warned.update(fresh)
+        return fresh
+
+
+def degeneracy_message(index: int, stage: Any, step: int) -> str:
+    kind = "every position is a boundary" if stage.boundary_frac >= 1.0 else "no boundaries besides the forced first"
+    return (f"H-Net chunking stage {index} degenerated at step {step}: {kind} (F={stage.boundary_frac:.4f}, "
+            f"G={stage.mean_prob:.4f}); see chunk/stage{index}/* in TensorBoard")
+
+
 class ByteLMModule(L.LightningModule):
-    """Next-byte prediction with AdamW + warm-up/cosine; logs train/loss, train/bpb, val/loss, val/bpb."""
+    """Next-byte prediction with AdamW + warm-up/cosine; logs train/loss, train/bpb, val/loss, val/bpb.
+
+    With an H-Net (a model exposing `last_aux`) the optimised loss is the LM loss plus the weighted ratio loss
+    (logged as train/ratio_loss; train/loss and every bpb stay the pure LM loss, comparable across models), and the
+    router statistics of every training batch are logged as chunk/stage<s>/*.
+    """
 
     def __init__(self, model: nn.Module, train_bytes: torch.Tensor, val_windows: torch.Tensor, *, seq_len: int,
                  batch_size: int, val_batch_size: int, seed: int, lr: float, min_lr_ratio: float,
@@ -101,6 +184,7 @@ class ByteLMModule(L.LightningModule):
         self._val_sum = 0.0
         self._val_count = 0
         self._last_batch_time: float | None = None
+        self._degeneracy = DegeneracyMonitor()
 
     # ------------------------------------------------------------------ data
     def train_dataloader(self) -> RandomWindowBatches:
@@ -115,8 +199,7 @@ class ByteLMModule(L.LightningModule):
 
     # ------------------------------------------------------------------ steps
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        logits, _ = self.model(ids)
-        return logits
+        return lm_logits(self.model, ids)
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         inputs, targets = batch[:, :-1], batch[:, 1:]
@@ -124,7 +207,16 @@ class ByteLMModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/bpb", loss / LN2)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])  # type: ignore[union-attr]
-        return loss
+        aux = auxiliary_loss(self.model)
+        if aux is None:
+            return loss
+        stages = self.model.last_aux.stages  # type: ignore[union-attr]
+        self.log("train/ratio_loss", aux)
+        self.log_dict(chunk_metrics(stages))
+        for index in self._degeneracy.newly_degenerate(stages):
+            if self.global_rank == 0:  # every rank sees a collapse; one line says it
+                log.warning(degeneracy_message(index, stages[index], int(self.global_step)))
+        return loss + aux
 
     def on_train_batch_start(self, batch: torch.Tensor, batch_idx: int) -> None:
         self._batch_start = time.perf_counter()
@@ -160,20 +252,34 @@ class ByteLMModule(L.LightningModule):
         return adamw_with_schedule(self.model, algo, self.total_steps)
 
     def final_metrics(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
-        """val/bpb and val/loss of the current weights on the fixed windows, with the per-window 95% CI."""
-        per_window_bpb = (evaluate_windows(self.model, self.val_windows, self.val_batch_size) / LN2).numpy()
+        """val/bpb and val/loss of the current weights on the fixed windows, with the per-window 95% CI; for an
+        H-Net also each stage's boundary_frac, mean_prob and compression over those windows."""
+        stage_stats: list[tuple[int, Sequence[Any]]] = []
+        per_window_bpb = (evaluate_windows(self.model, self.val_windows, self.val_batch_size, stage_stats)
+                          / LN2).numpy()
         bpb = mean_ci(per_window_bpb)
-        return {"val/bpb": bpb.mean, "val/loss": bpb.mean * LN2}, {"val/bpb": bpb.as_dict()}
+        metrics = {"val/bpb": bpb.mean, "val/loss": bpb.mean * LN2}
+        for index, (frac, mean_prob) in enumerate(pool_stage_stats(stage_stats)):
+            metrics[f"chunk/stage{index}/boundary_frac"] = frac
+            metrics[f"chunk/stage{index}/mean_prob"] = mean_prob
+            if frac > 0:
+                metrics[f"chunk/stage{index}/compression"] = 1.0 / frac
+        return metrics, {"val/bpb": bpb.as_dict()}
 
 
 @torch.no_grad()
-def evaluate_windows(model: nn.Module, windows: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Mean next-byte loss (nats) of every window, [n_windows]: the per-window numbers behind val/bpb's CI."""
+def evaluate_windows(model: nn.Module, windows: torch.Tensor, batch_size: int,
+                     stage_stats: list[tuple[int, Sequence[Any]]] | None = None) -> torch.Tensor:
+    """Mean next-byte loss (nats) of every window, [n_windows]: the per-window numbers behind val/bpb's CI.
+    With `stage_stats`, appends (positions, router stats) of every batch for models that report them (H-Net)."""
     was_training = model.training
     model.eval()
     per_window = []
     for batch in torch.split(windows, batch_size):
-        logits, _ = model(batch[:, :-1])
+        logits = lm_logits(model, batch[:, :-1])
         per_window.append(next_byte_loss(logits, batch[:, 1:], reduction="none").mean(dim=1))
+        aux = getattr(model, "last_aux", None)
+        if stage_stats is not None and aux is not None:
+            stage_stats.append((batch[:, :-1].numel(), aux.stages))
     model.train(was_training)
     return torch.cat(per_window)

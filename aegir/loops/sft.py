@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aegir.eval.stats import mean_ci
-from aegir.loops.lm import LN2, adamw_with_schedule
+from aegir.loops.lm import LN2, adamw_with_schedule, auxiliary_loss
 from aegir.loops.record_batches import RecordBatches, record_loader
 from aegir.tasks.chat import encode_completion, encode_prompt
 from aegir.tokenizer import PAD_ID
@@ -85,6 +85,10 @@ class SFTModule(L.LightningModule):
         self.log("train/loss", loss, prog_bar=True)
         self.log("train/bpb", loss / LN2)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"])  # type: ignore[union-attr]
+        aux = auxiliary_loss(self.model)  # H-Net: keep its chunking near target while fine-tuning
+        if aux is not None:
+            self.log("train/ratio_loss", aux)
+            loss = loss + aux
         return loss
 
     def on_validation_epoch_start(self) -> None:

@@ -570,6 +570,13 @@ class HNetLM(nn.Module):
         """Distinct trainable parameters (a tied embedding/head is counted once)."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles leave out `last_aux`: it holds non-leaf tensors of the latest graph, which
+        copy.deepcopy refuses (GRPO's frozen reference policy is a deepcopy of the policy)."""
+        state = self.__dict__.copy()
+        state["last_aux"] = None
+        return state
+
     def initial_state(self, batch: int) -> HNetState:
         return self.hnet.initial_state(batch, self.emb.weight.device)
 
