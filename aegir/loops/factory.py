@@ -27,6 +27,8 @@ def build_stage(cfg: DictConfig, paths: RunPaths) -> StageBuild:
         return _toy_grpo(cfg, paths)
     if cfg.task.name == "commerce":
         return _commerce(cfg, paths)
+    if cfg.task.name in ("cta", "cpa"):
+        return _tables(cfg)
     raise AssertionError(f"task {cfg.task.name} has a schema but no builder")  # aegir.config lists the tasks
 
 
@@ -88,3 +90,29 @@ def _commerce(cfg: DictConfig, paths: RunPaths) -> StageBuild:
         module = GRPOModule(model, data.train, data.eval, spec, algo, seed=cfg.seed,  # type: ignore[arg-type]
                             total_steps=cfg.trainer.max_steps, allowed_ids=None, samples_dir=paths.samples)
     return StageBuild(module, count_parameters(model), data.provenance)
+
+
+def _tables(cfg: DictConfig) -> StageBuild:
+    """CTA / CPA: the column dataset, the backbone (from `model.pretrained` when given) and the classifier loop."""
+    from aegir.errors import InputError
+    from aegir.loops.classify import ColumnClassifierModule
+    from aegir.tasks.tables.dataset import build_column_dataset
+
+    pretrained, init = cfg.model.pretrained, cfg.algo.backbone_init
+    if init == "pretrained" and not pretrained:
+        raise InputError("model.pretrained: missing; algo.backbone_init=pretrained fine-tunes a pretrained backbone: "
+                         "pass model.pretrained=PATH (e.g. a pretraining run's checkpoints/best.ckpt)")
+    if init == "scratch" and pretrained:
+        raise InputError(f"model.pretrained: algo.backbone_init=scratch trains from random init, but "
+                         f"model.pretrained={pretrained} is set; drop it or pass algo.backbone_init=auto")
+    data = build_column_dataset(cfg.task, cfg.data_seed, kind=cfg.task.name)
+    for split in ("train", "val"):
+        if not data.split(split):  # type: ignore[arg-type]
+            raise InputError(f"task.data: the {split} split of {cfg.task.name} has no examples; raise "
+                             f"task.data.n_tables (or task.data.val_fraction)")
+    model = build_model(cfg.model)
+    module = ColumnClassifierModule(
+        model, data.labels, data.train, data.val, data.test if cfg.task.eval_test else (),
+        algo=OmegaConf.to_container(cfg.algo, resolve=True), gates=OmegaConf.to_container(cfg.gates, resolve=True),
+        seed=cfg.seed, total_steps=cfg.trainer.max_steps)  # type: ignore[arg-type]
+    return StageBuild(module, count_parameters(module), data.provenance)
