@@ -399,11 +399,15 @@ def _run_stages(cfg: DictConfig, overrides: list[str], paths: RunPaths, callback
         "status": "finished",
         "objective": last.summary["objective"],
         "metrics": last.summary["metrics"],
+        # The last stage's within-run CIs, so the run's own summary (and _report) carries them like a one-stage run.
+        "metric_stats": last.summary.get("metric_stats", {}),
+        "wall_time_s": round(sum(float(r.summary.get("wall_time_s", 0.0)) for r in results.values()), 3),
         "gates": {f"{n}/{g}": v for n, r in results.items() for g, v in r.summary.get("gates", {}).items()},
         "gates_passed": all(r.summary.get("gates_passed", True) for r in results.values()),
         "gates_required": any(r.summary.get("gates_required", False) for r in results.values()),
         "stages": {n: {"dir": str(r.paths.root), "objective": r.summary["objective"],
-                       "metrics": r.summary["metrics"], "gates_passed": r.summary.get("gates_passed", True)}
+                       "metrics": r.summary["metrics"], "metric_stats": r.summary.get("metric_stats", {}),
+                       "wall_time_s": r.summary.get("wall_time_s"), "gates_passed": r.summary.get("gates_passed", True)}
                    for n, r in results.items()},
     }
     write_json_atomic(paths.summary, summary)
