@@ -1,4 +1,7 @@
-"""`python -m aegir.sweep SPEC.yaml [key=value ...]`: an Optuna (>= 4) search over Aegir runs, with pruning.
+"""`python -m aegir.sweep SPEC.yaml [key=value ...] [sweep.KEY=VALUE ...]`: an Optuna (>= 4) search over Aegir runs,
+with pruning. `key=value` arguments are Hydra overrides added to every trial's `base`; `sweep.KEY=VALUE` replaces a
+scalar key of the spec for this invocation (`sweep.output_dir`, `sweep.storage`, `sweep.n_trials`,
+`sweep.study_name`), e.g. a second worker on a shared journal: `sweep.storage=journal:/shared/toy.journal`.
 
 A sweep spec (see sweeps/*.yaml) names the base overrides, the search space, the objective, the sampler, the
 pruner, the trial count and the storage. Every trial is a normal run directory (`<study dir>/trials/<n>_...`)
@@ -31,6 +34,7 @@ SAMPLERS = ("grid", "tpe", "random")
 PRUNERS = ("none", "median", "threshold")
 PARAM_TYPES = ("categorical", "float", "int")
 _SPEC_KEYS = ("study_name", "base", "params", "objective", "sampler", "pruner", "n_trials", "storage", "output_dir")
+_CLI_SPEC_KEYS = ("study_name", "n_trials", "storage", "output_dir")  # settable as sweep.KEY=VALUE
 
 
 @dataclass
@@ -69,6 +73,15 @@ def load_spec(path: Path, extra_overrides: Sequence[str] = ()) -> SweepSpec:
         raise InputError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(raw, dict):
         raise InputError(f"{path}: expected a mapping with keys {', '.join(_SPEC_KEYS)}")
+    run_overrides = []
+    for arg in extra_overrides:
+        if not arg.startswith("sweep."):
+            run_overrides.append(arg)
+            continue
+        key, sep, value = arg[len("sweep."):].partition("=")
+        if not sep or key not in _CLI_SPEC_KEYS:
+            raise InputError(f"{arg}: expected sweep.KEY=VALUE with KEY one of {', '.join(_CLI_SPEC_KEYS)}")
+        raw[key] = yaml.safe_load(value) if key == "n_trials" else value
     unknown = sorted(set(raw) - set(_SPEC_KEYS))
     if unknown:
         _fail(path, unknown[0], f"unknown key; allowed: {', '.join(_SPEC_KEYS)}")
@@ -107,7 +120,7 @@ def load_spec(path: Path, extra_overrides: Sequence[str] = ()) -> SweepSpec:
     study_name = str(raw.get("study_name") or path.stem)
     output_dir = Path(raw.get("output_dir") or Path("outputs") / "sweeps" / study_name)
     return SweepSpec(path, study_name, list(base), params, str(objective["metric"]), direction, sampler, pruner,
-                     n_trials, raw.get("storage"), output_dir, list(extra_overrides))
+                     n_trials, raw.get("storage"), output_dir, run_overrides)
 
 
 def make_storage(spec: SweepSpec) -> Any:
@@ -184,6 +197,29 @@ class PruningCallback(Callback):
             raise optuna.TrialPruned(f"pruned at step {step}: {self.metric}={float(value):.4g}")
 
 
+def trial_overrides(spec: SweepSpec, values: Mapping[str, Any]) -> list[str]:
+    """Everything one trial's run is composed from: base, command-line overrides, its parameter values."""
+    return [*spec.base, *spec.extra_overrides, *param_overrides(values), f"objective.metric={spec.metric}",
+            f"objective.mode={spec.mode}", "trainer.enable_progress_bar=false"]
+
+
+def preflight(spec: SweepSpec) -> None:
+    """Compose and validate the first point of the space before the study is touched, so a wrong key or value in
+    `base` or on the command line is one InputError line, not one failed trial per point."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from aegir.cli import format_config_error
+    from aegir.config import validate
+    from aegir.main import compose_config
+
+    first = {k: v["choices"][0] if v["type"] == "categorical" else v["low"] for k, v in spec.params.items()}
+    try:
+        validate(compose_config(trial_overrides(spec, first)))
+    except (HydraException, OmegaConfBaseException) as err:
+        raise InputError(f"{spec.path}: base or command-line overrides: {format_config_error(err)}") from None
+
+
 def run_sweep(spec: SweepSpec) -> Any:
     """Create or load the study and run trials until it has `n_trials` finished (complete, pruned or failed)
     trials or the grid is exhausted. Returns the study."""
@@ -191,6 +227,7 @@ def run_sweep(spec: SweepSpec) -> Any:
 
     from aegir.main import GateFailedError, compose_config, run
 
+    preflight(spec)
     study = optuna.create_study(study_name=spec.study_name, storage=make_storage(spec), sampler=make_sampler(spec),
                                 pruner=make_pruner(spec), direction=spec.direction, load_if_exists=True)
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
@@ -198,9 +235,7 @@ def run_sweep(spec: SweepSpec) -> Any:
 
     def objective(trial: Any) -> float:
         values = suggest(trial, spec.params)
-        overrides = [*spec.base, *spec.extra_overrides, *param_overrides(values),
-                     f"objective.metric={spec.metric}", f"objective.mode={spec.mode}",
-                     "trainer.enable_progress_bar=false"]
+        overrides = trial_overrides(spec, values)
         cfg = compose_config(overrides)
         run_dir = spec.output_dir / "trials" / f"{trial.number:04d}_{spec.study_name}"
         trial.set_user_attr("run_dir", str(run_dir))

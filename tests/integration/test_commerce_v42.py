@@ -32,6 +32,9 @@ def test_v42_smoke_runs_both_stages(compose, tmp_path: Path) -> None:
     stats = read_json(grpo / "summary.json")["metric_stats"]
     assert {"extraction", "sql_qa", "insights", "push", "all"} <= set(stats)
     assert all(stats[t]["n"] == 4 for t in ("extraction", "sql_qa", "insights", "push"))
+    top = read_json(root / "summary.json")  # the run's own summary carries the last stage's CIs and both wall times
+    assert top["metric_stats"] == stats and top["stages"]["sft"]["wall_time_s"] > 0
+    assert top["wall_time_s"] >= top["stages"]["grpo"]["wall_time_s"] > 0
     history = read_history(grpo / "history.jsonl")
     assert "grpo/reward/sql_exec/mean" in history or "grpo/reward/push_rules/mean" in history
     assert history["eval/reward"][0][0] == 0  # the SFT policy is scored before any GRPO step

@@ -89,3 +89,23 @@ def test_every_sweep_spec_in_the_repo_loads_and_composes(tmp_path: Path) -> None
         spec = load_spec(path)
         first = {k: (v["choices"][0] if v["type"] == "categorical" else v["low"]) for k, v in spec.params.items()}
         validate(compose_config([*spec.base, *param_overrides(first)]))
+
+
+def test_command_line_sets_spec_keys_and_run_overrides(tmp_path: Path) -> None:
+    spec = load_spec(_spec(tmp_path, "cli"), ["trainer.max_steps=3", f"sweep.output_dir={tmp_path / 'elsewhere'}",
+                                              "sweep.n_trials=2", "sweep.storage=journal:/tmp/x.journal"])
+    assert spec.extra_overrides == ["trainer.max_steps=3"]
+    assert spec.output_dir == tmp_path / "elsewhere" and spec.n_trials == 2 and spec.storage == "journal:/tmp/x.journal"
+    with pytest.raises(InputError, match=r"sweep\.sampler=grid: expected sweep\.KEY=VALUE"):
+        load_spec(_spec(tmp_path, "cli2"), ["sweep.sampler=grid"])
+
+
+def test_a_wrong_override_stops_the_sweep_before_any_trial(tmp_path: Path) -> None:
+    path = _spec(tmp_path, "wrong")
+    with pytest.raises(InputError, match="trainer.max_stepz"):
+        run_sweep(load_spec(path, ["trainer.max_stepz=3"]))
+    assert not (tmp_path / "wrong" / "study.db").exists()  # nothing created, no trial recorded as failed
+    result = subprocess.run([sys.executable, "-m", "aegir.sweep", str(path), "trainer.max_stepz=3"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "trainer.max_stepz" in result.stderr
