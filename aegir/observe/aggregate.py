@@ -153,7 +153,9 @@ def markdown_report(groups: Sequence[Group]) -> str:
         out.write(f"\n## {group.label}\n\nconfiguration `{group.key}` — {len(group.finished)}/{len(group.runs)} "
                   f"runs finished\n\n")
         task_rows = _task_rows(group.metric_names())
-        if task_rows:  # the V4.2 seed table: per-task eval reward
+        if not group.finished:  # all failed, pruned or still running: list them, no empty table
+            out.write("No finished run yet: nothing to aggregate.\n")
+        elif task_rows:  # the V4.2 seed table: per-task eval reward
             out.write("| Task | " + " | ".join(f"Seed {s}" for s in seeds) + " | Mean ± 95% CI |\n")
             out.write("|---|" + "---|" * len(seeds) + "---|\n")
             for task, metric in task_rows:
@@ -161,9 +163,10 @@ def markdown_report(groups: Sequence[Group]) -> str:
                 stat = group.stats(metric)
                 out.write(f"| {task} | " + " | ".join(cells) + f" | {_fmt(stat['mean'])} ± {_fmt(stat['ci95'])} |\n")
             out.write("\nAll final metrics:\n\n")
-        out.write("| Metric | " + " | ".join(f"Seed {s}" for s in seeds) + " | Mean ± 95% CI |\n")
-        out.write("|---|" + "---|" * len(seeds) + "---|\n")
-        for metric in group.metric_names():
+        if group.finished:
+            out.write("| Metric | " + " | ".join(f"Seed {s}" for s in seeds) + " | Mean ± 95% CI |\n")
+            out.write("|---|" + "---|" * len(seeds) + "---|\n")
+        for metric in group.metric_names() if group.finished else []:
             cells = [_fmt((r.summary or {}).get("metrics", {}).get(metric)) for r in group.finished]
             stat = group.stats(metric)
             out.write(f"| {metric} | " + " | ".join(cells) + f" | {_fmt(stat['mean'])} ± {_fmt(stat['ci95'])} |\n")

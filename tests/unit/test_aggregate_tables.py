@@ -45,3 +45,14 @@ def test_per_task_seed_table(tmp_path: Path) -> None:
     assert f"| all | {' | '.join(f'{v:.4f}' for v in overall)} | {mean:.4f} ± {ci:.4f} |" in table
     assert "| eval/extraction/reward/ci95 |" in table  # the full metric table follows
     assert "| ci95 |" not in table  # a /ci95 companion metric is not taken for a task
+
+
+def test_a_configuration_without_finished_runs_lists_them_without_a_table(tmp_path: Path) -> None:
+    path = tmp_path / "pruned"
+    path.mkdir()
+    config = {"name": "v42", "seed": 42, "algo": {"lr": 0.0}}
+    (path / "metadata.json").write_text(json.dumps({"status": "pruned", "seed": 42, "config": config}))
+    table = markdown_report(group_runs(find_runs([tmp_path])))
+    assert "0/1 runs finished" in table and "No finished run yet" in table
+    assert "| Metric |" not in table and "| Task |" not in table
+    assert f"- seed 42: **pruned** — {path}" in table
