@@ -11,6 +11,11 @@ configs (conf/model/) next to an isotropic RWKV-7 of the rwkv7 config's width wi
 the H-Net's parameter count, on the same bytes; the ratios H-Net / RWKV-7; each H-Net stage's boundary fraction on
 those bytes (it sets how much work the inner stages get).
 
+logprob: the GRPO policy term (teacher-forced completion log-probs, forward + backward) of `completion_logprobs`,
+which runs each distinct prompt once and continues its G rows from the shared state, against the one right-padded
+pass over every prompt + completion it replaced (`one_pass_logprobs`, kept here as the baseline), on V4.2-shaped
+batches: long prompts of unequal length, short completions.
+
 grpo: one GRPO step of the nano policy split by phase (generate / score / logprob / update, the functions the
 GRPO loop runs) and generated tokens/s, for each group size and completion length. EOS is excluded from the
 sampling vocabulary so every completion has exactly the requested length.
@@ -223,6 +228,61 @@ def bench_grpo(args: argparse.Namespace) -> None:
     composer.close()
 
 
+def one_pass_logprobs(model: torch.nn.Module, batch: object, temperature: float, allowed: torch.Tensor) -> torch.Tensor:
+    """Baseline scorer: every row as one right-padded sequence prompt + completion, one forward over the longest
+    prompt + completion (the implementation `completion_logprobs` replaced; also the oracle of its parity tests)."""
+    from aegir.tokenizer import EOS_ID, PAD_ID
+
+    n, length = batch.completion_ids.shape  # type: ignore[attr-defined]
+    prompt_lengths = torch.tensor([p.numel() for p in batch.prompt_ids])  # type: ignore[attr-defined]
+    full = torch.full((n, int(prompt_lengths.max()) + length), PAD_ID, dtype=torch.long)
+    for i, prompt in enumerate(batch.prompt_ids):  # type: ignore[attr-defined]
+        full[i, : prompt.numel()] = prompt
+        full[i, prompt.numel(): prompt.numel() + length] = batch.completion_ids[i]  # type: ignore[attr-defined]
+    logits, _ = model(full[:, :-1])
+    positions = prompt_lengths[:, None] + torch.arange(length)[None, :] - 1
+    picked = logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1])) / temperature
+    log_probs = F.log_softmax(picked.masked_fill(~allowed, float("-inf")), dim=-1)
+    targets = batch.completion_ids.masked_fill(batch.mask == 0, EOS_ID)  # type: ignore[attr-defined]
+    return log_probs.gather(2, targets[..., None]).squeeze(2) * batch.mask  # type: ignore[attr-defined]
+
+
+def bench_logprob(args: argparse.Namespace) -> None:
+    """Forward + backward of the policy term: shared-prompt scoring vs the one-pass padded baseline."""
+    from aegir.rl.rollout import RolloutBatch, allowed_mask, completion_logprobs
+    from aegir.tokenizer import EOS_ID, PAD_ID
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    emit(bench="logprob", torch=torch.__version__, device="cpu", threads=torch.get_num_threads())
+    model = ByteLM(**RWKV7_MODELS[args.model]).train()
+    allowed = allowed_mask(RWKV7_MODELS[args.model]["vocab_size"], None)
+    gen = torch.Generator().manual_seed(args.seed)
+    prompts = [torch.randint(0, 256, (n,), generator=gen) for n in args.prompt_lens]
+    n = len(prompts) * args.group_size
+    lengths = torch.randint(args.completion_len // 4, args.completion_len + 1, (n,), generator=gen)
+    completion = torch.randint(0, 256, (n, args.completion_len), generator=gen)
+    mask = (torch.arange(args.completion_len)[None, :] < lengths[:, None]).float()
+    completion = completion.masked_fill(mask == 0, PAD_ID)
+    completion[torch.arange(n), lengths - 1] = EOS_ID
+    batch = RolloutBatch([p for p in prompts for _ in range(args.group_size)], completion, mask, lengths,
+                         torch.zeros(n, dtype=torch.bool), torch.zeros(n, args.completion_len))
+    scorers = {"shared_prompt": lambda: completion_logprobs(model, batch, temperature=1.0, allowed=allowed)[0],
+               "one_pass_padded": lambda: one_pass_logprobs(model, batch, 1.0, allowed)}
+    seconds = {}
+    for name, scorer in scorers.items():
+        def step() -> None:
+            model.zero_grad(set_to_none=True)
+            scorer().sum().backward()
+
+        seconds[name] = time_best(step, args.repeats)
+        emit(bench="logprob", scorer=name, model=args.model, rows=n, prompt_lens=",".join(map(str, args.prompt_lens)),
+             completion_len=args.completion_len, fwd_bwd_s=seconds[name],
+             completion_tokens_per_s=float(mask.sum()) / seconds[name])
+    emit(bench="logprob", speedup_shared_vs_one_pass=seconds["one_pass_padded"] / seconds["shared_prompt"])
+
+
 def _rwkv7_models(text: str) -> list[str]:
     names = [name for name in text.split(",") if name]
     unknown = [name for name in names if name not in RWKV7_MODELS]
@@ -269,6 +329,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="torch intra-op threads (0: torch's default); 1 keeps small-model timings stable when "
                            "other processes share the cores")
     hnet.set_defaults(func=bench_hnet)
+
+    logprob = benches.add_parser("logprob", help="GRPO policy term: shared-prompt scoring vs one padded pass")
+    logprob.add_argument("--model", choices=sorted(RWKV7_MODELS), default="nano")
+    logprob.add_argument("--prompt-lens", type=lambda t: [int(x) for x in t.split(",")], default="420,650,800,1500",
+                         help="comma-separated prompt lengths (bytes), one group each (V4.2 prompts: mean ~700)")
+    logprob.add_argument("--group-size", type=int, default=8, help="rows per prompt (G)")
+    logprob.add_argument("--completion-len", type=int, default=256, help="longest completion (tokens)")
+    logprob.add_argument("--repeats", type=int, default=2, help="timed repeats (best is reported)")
+    logprob.add_argument("--seed", type=int, default=0)
+    logprob.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
+    logprob.set_defaults(func=bench_logprob)
 
     grpo = benches.add_parser("grpo", help="GRPO step time by phase and tokens/s (nano policy)")
     grpo.add_argument("--group-sizes", type=lambda t: [int(x) for x in t.split(",")], default="8,16",
