@@ -153,7 +153,13 @@ class DegeneracyMonitor:
 
 
 def degeneracy_message(index: int, stage: Any, step: int) -> str:
-    kind = "every position is a boundary" if stage.boundary_frac >= 1.0 else "no boundaries besides the forced first"
+    if stage.boundary_frac >= 1.0:
+        kind = "every position is a boundary"
+    else:
+        kind = "no boundaries besides each row's forced first position"
+        if stage.boundary_frac > 0.5:  # only possible when this stage's rows are a position or two long
+            kind += (f" (its rows average {1 / stage.boundary_frac:.2f} positions: the stage above passes on almost "
+                     "no chunks)")
     return (f"H-Net chunking stage {index} degenerated at step {step}: {kind} (F={stage.boundary_frac:.4f}, "
             f"G={stage.mean_prob:.4f}); see chunk/stage{index}/* in TensorBoard")
 

@@ -172,7 +172,10 @@ def test_degeneracy_monitor_reports_each_stage_once() -> None:
     assert "every position is a boundary" in degeneracy_message(1, collapsed, 7)
     none = _stats(1 / 64, 0.2, degenerate=True)
     message = degeneracy_message(0, none, 3)
-    assert "stage 0" in message and "step 3" in message and "no boundaries" in message
+    assert "stage 0" in message and "step 3" in message and "no boundaries" in message and "average" not in message
+    # rows of ~1 position (the stage above passed on ~1 chunk per row): F is high, the message says why
+    short_rows = _stats(16 / 17, 0.96, degenerate=True)
+    assert "average 1.06 positions" in degeneracy_message(1, short_rows, 6)
 
 
 def test_lm_logits_skips_the_hnet_state_but_keeps_the_logits() -> None:
