@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from aegir.models.lm import ByteLM
 from aegir.models.rwkv7 import use_wkv_impl
+from aegir.rl.rollout import RolloutBatch
 
 # The lead's model configs: rwkv7_nano and rwkv7_tiny.
 RWKV7_MODELS: dict[str, dict[str, int]] = {
@@ -228,28 +229,29 @@ def bench_grpo(args: argparse.Namespace) -> None:
     composer.close()
 
 
-def one_pass_logprobs(model: torch.nn.Module, batch: object, temperature: float, allowed: torch.Tensor) -> torch.Tensor:
+def one_pass_logprobs(model: torch.nn.Module, batch: RolloutBatch, temperature: float,
+                      allowed: torch.Tensor) -> torch.Tensor:
     """Baseline scorer: every row as one right-padded sequence prompt + completion, one forward over the longest
     prompt + completion (the implementation `completion_logprobs` replaced; also the oracle of its parity tests)."""
-    from aegir.tokenizer import EOS_ID, PAD_ID
+    from aegir.rl.rollout import score_completion_logits
+    from aegir.tokenizer import PAD_ID
 
-    n, length = batch.completion_ids.shape  # type: ignore[attr-defined]
-    prompt_lengths = torch.tensor([p.numel() for p in batch.prompt_ids])  # type: ignore[attr-defined]
+    n, length = batch.completion_ids.shape
+    prompt_lengths = torch.tensor([p.numel() for p in batch.prompt_ids])
     full = torch.full((n, int(prompt_lengths.max()) + length), PAD_ID, dtype=torch.long)
-    for i, prompt in enumerate(batch.prompt_ids):  # type: ignore[attr-defined]
+    for i, prompt in enumerate(batch.prompt_ids):
         full[i, : prompt.numel()] = prompt
-        full[i, prompt.numel(): prompt.numel() + length] = batch.completion_ids[i]  # type: ignore[attr-defined]
+        full[i, prompt.numel(): prompt.numel() + length] = batch.completion_ids[i]
     logits, _ = model(full[:, :-1])
+    # completion token j of row i sits at position P_i + j and is predicted by the logits at P_i + j - 1
     positions = prompt_lengths[:, None] + torch.arange(length)[None, :] - 1
-    picked = logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1])) / temperature
-    log_probs = F.log_softmax(picked.masked_fill(~allowed, float("-inf")), dim=-1)
-    targets = batch.completion_ids.masked_fill(batch.mask == 0, EOS_ID)  # type: ignore[attr-defined]
-    return log_probs.gather(2, targets[..., None]).squeeze(2) * batch.mask  # type: ignore[attr-defined]
+    picked = logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1]))
+    return score_completion_logits(picked, batch, temperature=temperature, allowed=allowed)[0]
 
 
 def bench_logprob(args: argparse.Namespace) -> None:
     """Forward + backward of the policy term: shared-prompt scoring vs the one-pass padded baseline."""
-    from aegir.rl.rollout import RolloutBatch, allowed_mask, completion_logprobs
+    from aegir.rl.rollout import allowed_mask, completion_logprobs
     from aegir.tokenizer import EOS_ID, PAD_ID
 
     if args.threads:

@@ -149,31 +149,32 @@ def markdown_report(groups: Sequence[Group]) -> str:
     out = io.StringIO()
     out.write("# Seed aggregate\n\nMean ± 95% CI (Student t over seeds); only finished runs enter the statistics.\n")
     for group in groups:
-        seeds = [r.seed for r in group.finished]
         out.write(f"\n## {group.label}\n\nconfiguration `{group.key}` — {len(group.finished)}/{len(group.runs)} "
                   f"runs finished\n\n")
         task_rows = _task_rows(group.metric_names())
         if not group.finished:  # all failed, pruned or still running: list them, no empty table
             out.write("No finished run yet: nothing to aggregate.\n")
-        elif task_rows:  # the V4.2 seed table: per-task eval reward
-            out.write("| Task | " + " | ".join(f"Seed {s}" for s in seeds) + " | Mean ± 95% CI |\n")
-            out.write("|---|" + "---|" * len(seeds) + "---|\n")
-            for task, metric in task_rows:
-                cells = [_fmt((r.summary or {}).get("metrics", {}).get(metric)) for r in group.finished]
-                stat = group.stats(metric)
-                out.write(f"| {task} | " + " | ".join(cells) + f" | {_fmt(stat['mean'])} ± {_fmt(stat['ci95'])} |\n")
-            out.write("\nAll final metrics:\n\n")
-        if group.finished:
-            out.write("| Metric | " + " | ".join(f"Seed {s}" for s in seeds) + " | Mean ± 95% CI |\n")
-            out.write("|---|" + "---|" * len(seeds) + "---|\n")
-        for metric in group.metric_names() if group.finished else []:
-            cells = [_fmt((r.summary or {}).get("metrics", {}).get(metric)) for r in group.finished]
-            stat = group.stats(metric)
-            out.write(f"| {metric} | " + " | ".join(cells) + f" | {_fmt(stat['mean'])} ± {_fmt(stat['ci95'])} |\n")
+        else:
+            if task_rows:  # the V4.2 seed table: per-task eval reward
+                out.write(_seed_table("Task", task_rows, group))
+                out.write("\nAll final metrics:\n\n")
+            out.write(_seed_table("Metric", [(m, m) for m in group.metric_names()], group))
         unfinished = [r for r in group.runs if r.status != "finished"]
         for run in unfinished:
             out.write(f"\n- seed {run.seed}: **{run.status}** — {run.path}\n")
     return out.getvalue()
+
+
+def _seed_table(head: str, rows: Sequence[tuple[str, str]], group: Group) -> str:
+    """`| head | Seed s … | Mean ± 95% CI |` with one (label, metric) row each, over the group's finished runs."""
+    seeds = [r.seed for r in group.finished]
+    lines = ["| " + head + " | " + " | ".join(f"Seed {s}" for s in seeds) + " | Mean ± 95% CI |",
+             "|---|" + "---|" * len(seeds) + "---|"]
+    for label, metric in rows:
+        cells = [_fmt((r.summary or {}).get("metrics", {}).get(metric)) for r in group.finished]
+        stat = group.stats(metric)
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_fmt(stat['mean'])} ± {_fmt(stat['ci95'])} |")
+    return "\n".join(lines) + "\n"
 
 
 def _task_rows(metrics: Sequence[str]) -> list[tuple[str, str]]:

@@ -158,13 +158,19 @@ def completion_logprobs(model: RecurrentLM, batch: RolloutBatch, *, temperature:
     model never looks ahead into it). The numbers and gradients are those of one right-padded pass over every
     prompt + completion (tests/unit/test_rollout.py), at a fraction of the cost when G rows share a prompt that is
     longer than the completions (V4.2: ~700-byte prompts, ~120-byte completions) and when prompt lengths differ."""
-    n, length = batch.completion_ids.shape
     prompts, rows = _distinct_prompts(batch.prompt_ids)
     last_logits, states = _prefill(model, prompts)  # [U, V]: the prediction of each row's first completion token
     picked = last_logits[rows].unsqueeze(1)
-    if length > 1:  # completion token j >= 1 is predicted from completion token j - 1
+    if batch.completion_ids.shape[1] > 1:  # completion token j >= 1 is predicted from completion token j - 1
         rest, _ = model(batch.completion_ids[:, :-1], states.index_rows(rows))  # type: ignore[attr-defined]
         picked = torch.cat([picked, rest], dim=1)
+    return score_completion_logits(picked, batch, temperature=temperature, allowed=allowed, with_entropy=with_entropy)
+
+
+def score_completion_logits(picked: Tensor, batch: RolloutBatch, *, temperature: float, allowed: Tensor,
+                            with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Log-probs [N, L] (and entropy) of the batch's completion tokens from the logits that predict them [N, L, V]:
+    temperature and the allowed vocabulary applied as the sampler did, 0 on padding."""
     log_probs = F.log_softmax(_masked(picked, allowed, temperature), dim=-1)
     targets = batch.completion_ids.masked_fill(batch.mask == 0, EOS_ID)
     logp = log_probs.gather(2, targets[..., None]).squeeze(2) * batch.mask
