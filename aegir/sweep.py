@@ -197,15 +197,19 @@ class PruningCallback(Callback):
             raise optuna.TrialPruned(f"pruned at step {step}: {self.metric}={float(value):.4g}")
 
 
-def trial_overrides(spec: SweepSpec, values: Mapping[str, Any]) -> list[str]:
-    """Everything one trial's run is composed from: base, command-line overrides, its parameter values."""
-    return [*spec.base, *spec.extra_overrides, *param_overrides(values), f"objective.metric={spec.metric}",
-            f"objective.mode={spec.mode}", "trainer.enable_progress_bar=false"]
+def trial_overrides(spec: SweepSpec, values: Mapping[str, Any], scored_stage: str | None = None) -> list[str]:
+    """Everything one trial's run is composed from: base, command-line overrides, its parameter values, and the
+    sweep's objective — set on `scored_stage` (the last stage of a multi-stage experiment, whose objective value the
+    run returns; the run's own top-level config may train something else, e.g. SFT before GRPO) or on the run."""
+    target = f"++stages.{scored_stage}.set." if scored_stage else ""
+    return [*spec.base, *spec.extra_overrides, *param_overrides(values), f"{target}objective.metric={spec.metric}",
+            f"{target}objective.mode={spec.mode}", "trainer.enable_progress_bar=false"]
 
 
-def preflight(spec: SweepSpec) -> None:
+def preflight(spec: SweepSpec) -> str | None:
     """Compose and validate the first point of the space before the study is touched, so a wrong key or value in
-    `base` or on the command line is one InputError line, not one failed trial per point."""
+    `base` or on the command line is one InputError line, not one failed trial per point. Returns the scored stage
+    (the last of a multi-stage experiment, else None) for `trial_overrides`."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -215,9 +219,12 @@ def preflight(spec: SweepSpec) -> None:
 
     first = {k: v["choices"][0] if v["type"] == "categorical" else v["low"] for k, v in spec.params.items()}
     try:
-        validate(compose_config(trial_overrides(spec, first)))
+        stages = list(compose_config([*spec.base, *spec.extra_overrides]).get("stages") or {})
+        scored_stage = stages[-1] if stages else None
+        validate(compose_config(trial_overrides(spec, first, scored_stage)))
     except (HydraException, OmegaConfBaseException) as err:
         raise InputError(f"{spec.path}: base or command-line overrides: {format_config_error(err)}") from None
+    return scored_stage
 
 
 def run_sweep(spec: SweepSpec) -> Any:
@@ -227,7 +234,7 @@ def run_sweep(spec: SweepSpec) -> Any:
 
     from aegir.main import GateFailedError, compose_config, run
 
-    preflight(spec)
+    scored_stage = preflight(spec)
     study = optuna.create_study(study_name=spec.study_name, storage=make_storage(spec), sampler=make_sampler(spec),
                                 pruner=make_pruner(spec), direction=spec.direction, load_if_exists=True)
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
@@ -235,7 +242,7 @@ def run_sweep(spec: SweepSpec) -> Any:
 
     def objective(trial: Any) -> float:
         values = suggest(trial, spec.params)
-        overrides = trial_overrides(spec, values)
+        overrides = trial_overrides(spec, values, scored_stage)
         cfg = compose_config(overrides)
         run_dir = spec.output_dir / "trials" / f"{trial.number:04d}_{spec.study_name}"
         trial.set_user_attr("run_dir", str(run_dir))

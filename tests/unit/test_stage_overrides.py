@@ -60,3 +60,16 @@ def test_every_point_of_the_v42_grid_configures_the_grpo_stage() -> None:
         grpo = _stage(overrides, "grpo")
         got = OmegaConf.to_container(grpo.algo)
         assert (got["group_size"], got["kl_coef"], got["lr"]) == point
+
+
+def test_the_v42_grid_scores_the_grpo_stage() -> None:
+    """v42 trains SFT first: the sweep's objective (eval/reward) belongs to its last stage, not to the run's
+    top-level config (algo=sft, which cannot log eval/reward and would be refused)."""
+    from aegir.sweep import preflight, trial_overrides
+
+    spec = load_spec(ROOT / "sweeps" / "v42_grid.yaml")
+    assert preflight(spec) == "grpo"
+    overrides = trial_overrides(spec, {"stages.grpo.set.algo.lr": 1e-4}, "grpo")
+    assert "++stages.grpo.set.objective.metric=eval/reward" in overrides
+    grpo = _stage(overrides, "grpo")
+    assert grpo.objective.metric == "eval/reward" and grpo.objective.mode == "max" and grpo.algo.lr == 1e-4
