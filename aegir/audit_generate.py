@@ -87,7 +87,7 @@ def generate_audit_rows(stage_cfg: DictConfig, checkpoint: str | None) -> list[d
             module.policy.eval()
             with torch.no_grad():
                 _, rows, texts = module._rollout(records, 1, float(stage_cfg.audit.temperature), generator)
-            scored = module.composer.score(rows, texts)
+            scored = module.composer.score(rows, module._reward_texts(texts))
         finally:
             module.teardown("audit")
     return [{"id": str(r.get("id", i)), "task": str(r.get("task", "default")), "prompt": render_prompt(r["prompt"]),

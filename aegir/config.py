@@ -50,7 +50,39 @@ class HNetModelConfig:
     pretrained: Optional[str] = None
 
 
-MODEL_SCHEMAS: dict[str, type] = {"rwkv7": RWKV7ModelConfig, "hnet": HNetModelConfig}
+@dataclass
+class LoraAdapterConfig:
+    """peft LoRA adapter of a Hugging Face policy (conf/model/hf.yaml documents the keys)."""
+
+    enabled: bool = True
+    r: int = 16
+    alpha: float = 32.0
+    dropout: float = 0.0
+    target_modules: Any = "all-linear"
+    bias: str = "none"
+
+
+@dataclass
+class HFModelConfig:
+    """Any Hugging Face causal LM (conf/model/hf.yaml documents the keys; aegir/models/hf_policy.py loads it)."""
+
+    arch: str = "hf"
+    name: str = "hf"
+    name_or_path: str = "???"
+    revision: Optional[str] = None
+    dtype: str = "auto"
+    attn_implementation: str = "sdpa"
+    gradient_checkpointing: bool = False
+    trust_remote_code: bool = False
+    chat_template: Optional[str] = None
+    enable_thinking: Optional[bool] = None
+    strip_thinking: bool = True
+    create_tiny: bool = False
+    lora: LoraAdapterConfig = field(default_factory=LoraAdapterConfig)
+    pretrained: Optional[str] = None
+
+
+MODEL_SCHEMAS: dict[str, type] = {"rwkv7": RWKV7ModelConfig, "hnet": HNetModelConfig, "hf": HFModelConfig}
 
 
 # --------------------------------------------------------------------------------------------------- task
@@ -391,6 +423,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "algo.scale_rewards": ("group", "batch", "none"),
     "algo.loss_type": ("grpo", "bnpo", "dr_grpo", "dapo"),
     "algo.kl_estimator": ("k1", "k2", "k3"),
+    "model.dtype": ("auto", "bfloat16", "float16", "float32"),
+    "model.attn_implementation": ("sdpa", "eager", "flash_attention_2", "flex_attention"),
+    "model.lora.bias": ("none", "all", "lora_only"),
     "algo.pooling": ("mean", "max", "last", "mean_last", "cls_last"),
     "algo.class_weighting": ("none", "balanced", "sqrt"),
     "algo.backbone_init": ("auto", "pretrained", "scratch"),
@@ -411,6 +446,22 @@ def _check_tables_task(task: dict[str, Any]) -> None:
         _fail(f"task.data.{key}", reason)
 
 
+def _check_hf_model(model: dict[str, Any]) -> None:
+    """Values of `model=hf` that no type can rule out (one line naming the key, before any run directory)."""
+    if model.get("name_or_path") in (None, "", "???"):
+        _fail("model.name_or_path", "missing; a Hugging Face hub id (e.g. Polygl0t/Tucano2-qwen-0.5B-Instruct) or a "
+                                    "local model directory")
+    lora = model.get("lora") or {}
+    if int(lora.get("r", 1)) < 1:
+        _fail("model.lora.r", f"must be >= 1, got {lora.get('r')}")
+    if not float(lora.get("alpha", 1.0)) > 0:
+        _fail("model.lora.alpha", f"must be > 0, got {lora.get('alpha')}")
+    if not 0 <= float(lora.get("dropout", 0.0)) < 1:
+        _fail("model.lora.dropout", f"must be in [0, 1), got {lora.get('dropout')}")
+
+
+# Per-model value checks beyond types and CHOICES, keyed by model.arch.
+MODEL_CHECKS: dict[str, Any] = {"hf": _check_hf_model}
 # Per-task value checks beyond types and CHOICES (one line naming the key), keyed by task.name.
 TASK_CHECKS: dict[str, Any] = {"cta": _check_tables_task, "cpa": _check_tables_task}
 
@@ -497,6 +548,8 @@ def validate(cfg: DictConfig) -> DictConfig:
             _fail(key, f"'{value}' is not one of: {', '.join(allowed)}")
     if out["task"]["name"] in TASK_CHECKS:
         TASK_CHECKS[out["task"]["name"]](out["task"])
+    if out["model"]["arch"] in MODEL_CHECKS:
+        MODEL_CHECKS[out["model"]["arch"]](out["model"])
     if "hydra" in container:
         out["hydra"] = container["hydra"]
     typed = OmegaConf.create(out)

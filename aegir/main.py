@@ -247,8 +247,12 @@ def _finalize(cfg: DictConfig, paths: RunPaths, module: Any, step: int, started:
     evaluated = "final weights"
     if paths.best_ckpt.is_file():
         state = torch.load(paths.best_ckpt, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
+        # A LoRA policy's checkpoint holds its adapter only (strict_loading False); the base is already in place.
+        module.load_state_dict(state, strict=getattr(module, "strict_loading", True))
         evaluated = str(paths.best_ckpt)
+        policy = getattr(module, "lm", None)
+        if policy is not None and policy.save_pretrained(paths.checkpoints / "best"):
+            log.info("best checkpoint exported to %s", paths.checkpoints / "best")
     final, final_stats = module.final_metrics()
     metrics: dict[str, float] = dict(final)
     history = read_history(paths.history)
@@ -357,7 +361,8 @@ def _run_stages(cfg: DictConfig, overrides: list[str], paths: RunPaths, callback
             raw.resume = cfg.resume
         planned.append((name, spec, validate(raw)))
 
-    if not cfg.resume or not paths.metadata.exists():
+    fresh = not cfg.resume or not paths.metadata.exists()
+    if fresh:
         resolved = OmegaConf.to_container(cfg, resolve=True)
         write_json_atomic(paths.metadata, {
             "run_id": paths.root.name, "run_dir": str(paths.root), "name": cfg.name, "status": "running",
@@ -391,6 +396,14 @@ def _run_stages(cfg: DictConfig, overrides: list[str], paths: RunPaths, callback
                                            parent=parent, stage={"index": index, "name": name},
                                            callbacks=callbacks, extra_metadata=extra_metadata)
             previous = name
+    except InputError:
+        started = any(paths.stage(i, n).metadata.exists() for i, (n, _, _) in enumerate(planned, 1))
+        if fresh and not started:  # bad input before any stage began (e.g. a model that cannot be loaded): no run
+            paths.metadata.unlink(missing_ok=True)
+            shutil.rmtree(paths.root / "stages", ignore_errors=True)
+        else:
+            update_json(paths.metadata, status="failed", ended_at=_now(), reason="InputError")
+        raise
     except BaseException as err:
         update_json(paths.metadata, status="failed", ended_at=_now(), reason=f"{type(err).__name__}: {err}")
         raise

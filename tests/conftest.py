@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+
+# Nothing is ever downloaded in tests: huggingface_hub reads this once, at import, so it is set before anything
+# imports transformers (a missing model then fails at once instead of after ~45 s of retries).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import signal
 import subprocess
 import sys
@@ -25,6 +29,14 @@ FAST = [
     "task.val_windows=8", "task.val_batch_size=8", "model.d_model=64", "model.n_layers=2", "model.head_size=32",
     "algo.warmup_steps=2",
 ]
+
+
+@pytest.fixture(scope="session")
+def hf_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny local Qwen3 model (aegir.models.hf_tiny), built once per test session."""
+    from aegir.models.hf_tiny import ensure_tiny_model
+
+    return ensure_tiny_model(tmp_path_factory.mktemp("hf") / "tiny_qwen3")
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from aegir.models.build import build_model, count_parameters
+from aegir.models.build import build_model, build_policy, count_parameters
 from aegir.rundir import RunPaths, sha256_bytes
 
 
@@ -57,15 +57,13 @@ def _toy_grpo(cfg: DictConfig, paths: RunPaths) -> StageBuild:
     reward = OmegaConf.to_container(cfg.reward, resolve=True)
     spec = RewardSpec.from_config(reward)  # type: ignore[arg-type]
     splits = toy_splits(cfg.data_seed, cfg.task.n_train, cfg.task.n_eval, cfg.task.max_operand, cfg.task.ops)
-    model = build_model(cfg.model)
-    module = GRPOModule(model, splits.train, splits.eval, spec, OmegaConf.to_container(cfg.algo, resolve=True),
-                        seed=cfg.seed, total_steps=cfg.trainer.max_steps,
-                        allowed_ids=toy_allowed_token_ids(cfg.task.ops) if cfg.task.restrict_vocab else None,
-                        samples_dir=paths.samples)
+    policy = build_policy(cfg.model, toy_allowed_token_ids(cfg.task.ops) if cfg.task.restrict_vocab else None)
+    module = GRPOModule(policy, splits.train, splits.eval, spec, OmegaConf.to_container(cfg.algo, resolve=True),
+                        seed=cfg.seed, total_steps=cfg.trainer.max_steps, samples_dir=paths.samples)
     provenance = {"toy": {**splits.provenance,
                           "eval_sha256": sha256_bytes(json.dumps(splits.eval, sort_keys=True).encode()),
                           "train_sha256": sha256_bytes(json.dumps(splits.train, sort_keys=True).encode())}}
-    return StageBuild(module, count_parameters(model), provenance)
+    return StageBuild(module, count_parameters(policy.model), provenance)
 
 
 def _commerce(cfg: DictConfig, paths: RunPaths) -> StageBuild:
@@ -73,13 +71,13 @@ def _commerce(cfg: DictConfig, paths: RunPaths) -> StageBuild:
 
     from aegir.tasks.commerce.task import prepare_commerce
 
+    policy = build_policy(cfg.model)  # first: a model that cannot be loaded fails before the world is built
     data = prepare_commerce(cfg.task, cfg.data_seed, Path(cfg.paths.cache_dir))
-    model = build_model(cfg.model)
     algo = OmegaConf.to_container(cfg.algo, resolve=True)
     if cfg.algo.name == "sft":
         from aegir.loops.sft import SFTModule
 
-        module: L.LightningModule = SFTModule(model, data.train, data.eval, algo, seed=cfg.seed,  # type: ignore[arg-type]
+        module: L.LightningModule = SFTModule(policy, data.train, data.eval, algo, seed=cfg.seed,  # type: ignore[arg-type]
                                               total_steps=cfg.trainer.max_steps)
     else:
         import aegir.tasks.commerce.rewards  # noqa: F401  (registers the commerce verifiers)
@@ -87,9 +85,9 @@ def _commerce(cfg: DictConfig, paths: RunPaths) -> StageBuild:
         from aegir.rl.rewards import RewardSpec
 
         spec = RewardSpec.from_config(OmegaConf.to_container(cfg.reward, resolve=True))  # type: ignore[arg-type]
-        module = GRPOModule(model, data.train, data.eval, spec, algo, seed=cfg.seed,  # type: ignore[arg-type]
-                            total_steps=cfg.trainer.max_steps, allowed_ids=None, samples_dir=paths.samples)
-    return StageBuild(module, count_parameters(model), data.provenance)
+        module = GRPOModule(policy, data.train, data.eval, spec, algo, seed=cfg.seed,  # type: ignore[arg-type]
+                            total_steps=cfg.trainer.max_steps, samples_dir=paths.samples)
+    return StageBuild(module, count_parameters(policy.model), data.provenance)
 
 
 def _tables(cfg: DictConfig) -> StageBuild:

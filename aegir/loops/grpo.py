@@ -10,7 +10,6 @@ work as for every other loop.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -25,16 +24,15 @@ from torch import Tensor, nn
 
 from aegir.errors import InputError
 from aegir.eval.stats import mean_ci
-from aegir.loops.lm import adamw_with_schedule
+from aegir.loops.lm import adamw_with_schedule, keep_trainable_weights_only
 from aegir.rl.advantages import compute_advantages, zero_std_groups
 from aegir.rl.losses import mask_truncated, policy_loss, soft_overlong_penalty
 from aegir.rl.rewards import RewardComposer, RewardSpec, write_error_samples
-from aegir.rl.rollout import RolloutBatch, allowed_mask, completion_logprobs, sample_groups
+from aegir.models.policy import Policy
+from aegir.rl.rollout import RolloutBatch
 from aegir.rl.task_sampler import MTGRPOSampler, TaskSampler, build_task_sampler
 from aegir.tasks.pretrain.windows import mix_seed
 from aegir.loops.record_batches import RecordBatches, record_loader
-from aegir.tasks.chat import encode_prompt
-from aegir.tokenizer import ByteTokenizer
 
 log = logging.getLogger("aegir")
 # The frozen KL reference is in eval mode on purpose; Lightning warns about any eval-mode module at fit start.
@@ -46,22 +44,23 @@ class GRPOModule(L.LightningModule):
     KL estimator and coefficient (no reference copy when 0), entropy bonus, truncation masking, soft overlong
     penalty, dynamic sampling of zero-variance groups, and a reward-collapse canary."""
 
-    def __init__(self, policy: nn.Module, train_records: Sequence[Mapping[str, Any]],
+    def __init__(self, policy: Policy, train_records: Sequence[Mapping[str, Any]],
                  eval_records: Sequence[Mapping[str, Any]], reward_spec: RewardSpec, algo: Mapping[str, Any],
-                 *, seed: int, total_steps: int, allowed_ids: Sequence[int] | None, samples_dir: Path) -> None:
+                 *, seed: int, total_steps: int, samples_dir: Path) -> None:
         super().__init__()
         self.automatic_optimization = False
-        self.policy = policy
-        self.ref = None
-        if float(algo["kl_coef"]) > 0:  # a frozen copy only when the KL term is on
-            self.ref = copy.deepcopy(policy).eval().requires_grad_(False)
+        self.lm = policy
+        self.policy: nn.Module = policy.model  # registered here: checkpoints keep the `policy.` keys
+        # The KL reference only when the term is on: a frozen copy, or none at all for a LoRA policy (its adapter
+        # disabled is the reference).
+        self.ref: nn.Module | None = policy.enable_reference() if float(algo["kl_coef"]) > 0 else None
+        # A LoRA policy's checkpoints hold only the adapter (on_save_checkpoint), so loading them is not strict.
+        self.strict_loading = not policy.adapter_only
         self.train_records, self.eval_records = list(train_records), list(eval_records)
         self.reward_spec = reward_spec
         self.algo = dict(algo)
         self.seed, self.total_steps = seed, total_steps
-        self.allowed_ids = None if allowed_ids is None else list(allowed_ids)
         self.samples_dir = Path(samples_dir)
-        self.tokenizer = ByteTokenizer()
         self._composer: RewardComposer | None = None
         self._low_std_streak = 0
         self._eval_rows: list[dict[str, Any]] = []
@@ -78,15 +77,15 @@ class GRPOModule(L.LightningModule):
             self._composer = RewardComposer(self.reward_spec)
         return self._composer
 
-    def _allowed(self) -> Tensor:
-        vocab = self.policy.emb.weight.shape[0]  # type: ignore[union-attr]
-        return allowed_mask(vocab, self.allowed_ids, device=self.device)
-
     def _prompt_ids(self, record: Mapping[str, Any]) -> list[int]:
-        return encode_prompt(record["prompt"])
+        return self.lm.encode_prompt(record["prompt"])
 
     def _decode(self, batch: RolloutBatch) -> list[str]:
-        return [self.tokenizer.decode(row[: int(n)].tolist()) for row, n in zip(batch.completion_ids, batch.lengths)]
+        return [self.lm.decode(row[: int(n)].tolist()) for row, n in zip(batch.completion_ids, batch.lengths)]
+
+    def _reward_texts(self, texts: Sequence[str]) -> list[str]:
+        """What the verifiers read (HF policies: <think> blocks removed); samples keep the raw text."""
+        return [self.lm.reward_text(t) for t in texts]
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -161,15 +160,15 @@ class GRPOModule(L.LightningModule):
     # ------------------------------------------------------------------ rollout + scoring
     def _rollout(self, records: Sequence[Mapping[str, Any]], group_size: int, temperature: float,
                  generator: torch.Generator | None) -> tuple[RolloutBatch, list[Mapping[str, Any]], list[str]]:
-        batch = sample_groups(self.policy, [self._prompt_ids(r) for r in records], group_size,
-                              int(self.algo["max_completion_length"]), temperature=temperature,
-                              top_p=float(self.algo["top_p"]), allowed=self._allowed(), generator=generator)
+        batch = self.lm.sample([self._prompt_ids(r) for r in records], group_size,
+                               int(self.algo["max_completion_length"]), temperature=temperature,
+                               top_p=float(self.algo["top_p"]), generator=generator)
         rows = [r for r in records for _ in range(group_size)]
         return batch, rows, self._decode(batch)
 
     def _score(self, rows: Sequence[Mapping[str, Any]], texts: Sequence[str], batch: RolloutBatch
                ) -> tuple[Tensor, Tensor, dict[str, Tensor], int]:
-        scored = self.composer.score(rows, texts)
+        scored = self.composer.score(rows, self._reward_texts(texts))
         if scored.error_samples:
             write_error_samples(self.samples_dir / "errors.jsonl",
                                 [{**s, "step": int(self.global_step)} for s in scored.error_samples])
@@ -247,27 +246,25 @@ class GRPOModule(L.LightningModule):
         batch.mask = mask
 
         started = time.perf_counter()
-        allowed = self._allowed()
         temperature = float(algo["temperature"])
         old_logp = None
         if int(algo["num_iterations"]) > 1:
             with torch.no_grad():
-                old_logp, _ = completion_logprobs(self.policy, batch, temperature=temperature, allowed=allowed)
+                old_logp, _ = self.lm.completion_logprobs(batch, temperature=temperature)
         ref_logp = None
-        if self.ref is not None:
-            with torch.no_grad():
-                ref_logp, _ = completion_logprobs(self.ref, batch, temperature=temperature, allowed=allowed)
+        if float(algo["kl_coef"]) > 0:
+            ref_logp = self.lm.reference_logprobs(batch, temperature=temperature)
         timings["logprob"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        stats = self._update(batch, advantages, old_logp, ref_logp, allowed)
+        stats = self._update(batch, advantages, old_logp, ref_logp)
         timings["update"] = time.perf_counter() - started
 
         reward_std = self._log_step(rewards, by_name, errors, advantages, batch, zero_std, stats, timings, resamples)
         self._collapse_canary(reward_std)
 
-    def _update(self, batch: RolloutBatch, advantages: Tensor, old_logp: Tensor | None, ref_logp: Tensor | None,
-                allowed: Tensor) -> dict[str, float]:
+    def _update(self, batch: RolloutBatch, advantages: Tensor, old_logp: Tensor | None, ref_logp: Tensor | None
+                ) -> dict[str, float]:
         algo = self.algo
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
@@ -283,8 +280,8 @@ class GRPOModule(L.LightningModule):
         for _ in range(int(algo["num_iterations"])):
             for rows in chunks:
                 part = batch.select(rows)
-                logp, entropy = completion_logprobs(self.policy, part, temperature=float(algo["temperature"]),
-                                                    allowed=allowed, with_entropy=True)
+                logp, entropy = self.lm.completion_logprobs(part, temperature=float(algo["temperature"]),
+                                                            with_entropy=True)
                 loss, stats = policy_loss(
                     logp, (old_logp[rows] if old_logp is not None else logp.detach()), advantages[rows.to(self.device)],
                     part.mask, clip_eps_low=float(algo["clip_eps_low"]), clip_eps_high=float(algo["clip_eps_high"]),
@@ -380,7 +377,7 @@ class GRPOModule(L.LightningModule):
         eval_temperature = float(self.algo["eval_temperature"])
         generator = torch.Generator().manual_seed(mix_seed(self.seed + 2, 0, len(records)))
         batch, rows, texts = self._rollout(records, 1, eval_temperature, generator)
-        scored = self.composer.score(rows, texts)
+        scored = self.composer.score(rows, self._reward_texts(texts))
         return [{"id": r.get("id"), "task": r.get("task", "default"), "prompt": r["prompt"], "completion": t,
                  "reward": float(scored.total[i]),
                  **{f"reward/{k}": (None if math.isnan(float(v[i])) else float(v[i]))
@@ -456,6 +453,7 @@ class GRPOModule(L.LightningModule):
         return adamw_with_schedule(self.policy, self.algo, self.total_steps)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        keep_trainable_weights_only(self, checkpoint)
         checkpoint["aegir_grpo"] = {
             "low_std_streak": self._low_std_streak,
             "task_sampler": None if self.task_sampler is None else self.task_sampler.state_dict(),
@@ -521,3 +519,4 @@ def eval_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
         metrics[f"{prefix}/reward/ci95"] = float(stat["ci95"])
         metrics[f"{prefix}/reward/n"] = float(stat["n"])
     return metrics
+

@@ -78,6 +78,16 @@ def adamw_with_schedule(model: nn.Module, algo: Any, total_steps: int) -> dict[s
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
+def keep_trainable_weights_only(module: nn.Module, checkpoint: dict[str, Any]) -> None:
+    """For a LoRA policy, drop the frozen base weights from a checkpoint: it holds the adapter and the optimizer
+    state (megabytes), and the base comes from `model.name_or_path` when the run is resumed or evaluated."""
+    policy = getattr(module, "lm", None)
+    if policy is None or not policy.adapter_only:
+        return
+    trainable = {name for name, p in module.named_parameters() if p.requires_grad}
+    checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+
+
 def next_byte_loss(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Cross-entropy in nats per byte; `reduction="none"` keeps [B, T] for per-window statistics."""
     return F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -11,10 +11,33 @@ from torch import nn
 from aegir.errors import InputError
 from aegir.tokenizer import VOCAB_SIZE
 
+if TYPE_CHECKING:
+    from aegir.models.policy import Policy
+
+
+def build_policy(model_cfg: Any, allowed_ids: Sequence[int] | None = None) -> "Policy":
+    """The policy (model + tokenizer) the record-based loops train: a byte model, or a Hugging Face causal LM.
+
+    `allowed_ids` restricts what a byte policy may emit (the toy task's digits); a Hugging Face policy always
+    samples from its whole vocabulary."""
+    if model_cfg["arch"] == "hf":
+        from aegir.models.hf_policy import load_hf_policy
+
+        if allowed_ids is not None:
+            raise InputError("config error: task.restrict_vocab: a vocabulary restriction applies to byte models only; "
+                             "pass task.restrict_vocab=false with model.arch=hf")
+        return load_hf_policy(model_cfg)
+    from aegir.models.policy import BytePolicy
+
+    return BytePolicy(build_model(model_cfg), allowed_ids)
+
 
 def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:
-    """The policy / backbone for `model.arch` (validated by aegir.config before this is called)."""
+    """The byte-level policy / backbone for `model.arch` (validated by aegir.config before this is called)."""
     arch = model_cfg["arch"]
+    if arch == "hf":
+        raise InputError("config error: model.arch: this loop trains byte models (rwkv7, hnet); a Hugging Face "
+                         "model serves the SFT and GRPO loops")
     if model_cfg["vocab_size"] < VOCAB_SIZE:
         raise InputError(f"config error: model.vocab_size: {model_cfg['vocab_size']} is smaller than the "
                          f"tokenizer's {VOCAB_SIZE} ids (256 bytes + special tokens)")

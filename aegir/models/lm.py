@@ -39,6 +39,16 @@ def sample_next(
     return torch.multinomial(probs, num_samples=1, generator=generator).squeeze(-1)
 
 
+def device_generator(generator: torch.Generator | None, device: torch.device) -> torch.Generator | None:
+    """A generator on `device` for sampling there. The loops seed CPU generators (pure functions of seed, rank,
+    step); on a GPU, `torch.multinomial` needs a CUDA generator, so one is seeded from the CPU stream. On the CPU
+    the generator is returned unchanged (the CPU stream, and so every CPU result, stays as it was)."""
+    if generator is None or generator.device.type == torch.device(device).type:
+        return generator
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def check_generate_args(prompt_ids: Tensor, max_new_tokens: int) -> None:
     if prompt_ids.dim() != 2 or prompt_ids.shape[1] == 0:
         raise ValueError(f"prompt_ids must be [B, T0] with T0 >= 1, got {tuple(prompt_ids.shape)}")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from aegir.models.lm import sample_next
+from aegir.models.lm import device_generator, sample_next
 from aegir.tokenizer import EOS_ID, PAD_ID
 
 
@@ -69,9 +69,11 @@ def allowed_mask(vocab_size: int, allowed_ids: Sequence[int] | None, device: tor
     return mask
 
 
-def _masked(logits: Tensor, allowed: Tensor, temperature: float) -> Tensor:
+def _masked(logits: Tensor, allowed: Tensor | None, temperature: float) -> Tensor:
+    """logits / temperature (greedy decoding, temperature 0, scores the plain logits), restricted to `allowed`
+    (None: the whole vocabulary)."""
     scaled = logits.float() / (temperature if temperature > 0 else 1.0)
-    return scaled.masked_fill(~allowed, float("-inf"))
+    return scaled if allowed is None else scaled.masked_fill(~allowed, float("-inf"))
 
 
 @torch.no_grad()
@@ -86,6 +88,7 @@ def sample_groups(model: RecurrentLM, prompts: Sequence[Sequence[int]], group_si
     if any(p.numel() == 0 for p in prompt_tensors):
         raise ValueError("every prompt needs at least one token")
     last_logits, states = _prefill(model, prompt_tensors)
+    generator = device_generator(generator, device)
     rows = torch.arange(len(prompts), device=device).repeat_interleave(group_size)
     state = states.index_rows(rows)
     logits = last_logits[rows]
@@ -167,15 +170,17 @@ def completion_logprobs(model: RecurrentLM, batch: RolloutBatch, *, temperature:
     return score_completion_logits(picked, batch, temperature=temperature, allowed=allowed, with_entropy=with_entropy)
 
 
-def score_completion_logits(picked: Tensor, batch: RolloutBatch, *, temperature: float, allowed: Tensor,
+def score_completion_logits(picked: Tensor, batch: RolloutBatch, *, temperature: float, allowed: Tensor | None,
                             with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
     """Log-probs [N, L] (and entropy) of the batch's completion tokens from the logits that predict them [N, L, V]:
-    temperature and the allowed vocabulary applied as the sampler did, 0 on padding."""
+    temperature and the allowed vocabulary (None: all of it) applied as the sampler did, 0 on padding."""
     log_probs = F.log_softmax(_masked(picked, allowed, temperature), dim=-1)
-    targets = batch.completion_ids.masked_fill(batch.mask == 0, EOS_ID)
-    logp = log_probs.gather(2, targets[..., None]).squeeze(2) * batch.mask
+    mask = batch.mask.to(picked.device)
+    targets = batch.completion_ids.to(picked.device).masked_fill(mask == 0, 0)  # any id: padding is zeroed below
+    logp = torch.where(mask > 0, log_probs.gather(2, targets[..., None]).squeeze(2), 0.0)
     entropy = None
     if with_entropy:
         probs = log_probs.exp()
-        entropy = -(probs * log_probs.masked_fill(~allowed, 0.0)).sum(-1) * batch.mask
+        finite = log_probs if allowed is None else log_probs.masked_fill(~allowed, 0.0)
+        entropy = -(probs * finite).sum(-1) * mask
     return logp, entropy

@@ -22,7 +22,7 @@ def test_there_are_experiments() -> None:
 def test_every_experiment_composes_and_validates(compose, experiment: str) -> None:
     cfg = validate(compose([f"+experiment={experiment}"], fast=False))
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    assert resolved["name"] and resolved["model"]["arch"] == "rwkv7"
+    assert resolved["name"] and resolved["model"]["arch"] in ("rwkv7", "hf")
     for stage in resolved["stages"].values():  # stage overrides compose too
         validate(compose([f"+experiment={experiment}", *stage["overrides"]], fast=False))
 
@@ -79,7 +79,7 @@ def test_allowed_keys_walks_nested_sections() -> None:
 @pytest.mark.parametrize("args,fragment", [
     (["trainer.max_stepz=10"], "config error: trainer.max_stepz: unknown key; allowed keys here:"),
     (["trainer.max_steps=ten"], "config error: trainer.max_steps:"),
-    (["model=rwkv7_huge"], "config error: model=rwkv7_huge: no such config; available: base, nano, rwkv7_nano"),
+    (["model=rwkv7_huge"], "config error: model=rwkv7_huge: no such config; available: base, hf, hf_tiny, nano, "),
     (["+experiment=nope"], "config error: experiment=nope: no such config"),
 ])
 def test_cli_input_errors_exit_2_with_one_line_and_leave_no_run(tmp_path: Path, args: list[str],

@@ -25,12 +25,12 @@ def _stage(overrides: list[str], name: str):
 
 
 def test_set_wins_over_the_stage_overrides_and_touches_one_stage() -> None:
-    overrides = ["+experiment=v42", "++stages.grpo.set.algo.lr=0.001", "++stages.grpo.set.algo.group_size=8"]
+    overrides = ["+experiment=v42_byte", "++stages.grpo.set.algo.lr=0.001", "++stages.grpo.set.algo.group_size=8"]
     grpo, sft = _stage(overrides, "grpo"), _stage(overrides, "sft")
     assert grpo.algo.lr == 0.001 and grpo.algo.group_size == 8  # v42.yaml's stage says 3e-4 and 16
     assert grpo.algo.kl_coef == 0.0 and grpo.trainer.max_steps == 1500  # the rest of the stage is unchanged
     assert sft.algo.name == "sft" and sft.algo.lr != 0.001
-    plain = _stage(["+experiment=v42"], "grpo")
+    plain = _stage(["+experiment=v42_byte"], "grpo")
     assert plain.algo.lr == 3.0e-4 and plain.algo.group_size == 16
 
 
@@ -40,7 +40,7 @@ def test_a_misspelt_set_key_is_a_config_error() -> None:
     from aegir.errors import InputError
 
     with pytest.raises((InputError, HydraException), match="algo.group_sise"):
-        _stage(["+experiment=v42", "++stages.grpo.set.algo.group_sise=8"], "grpo")
+        _stage(["+experiment=v42_byte", "++stages.grpo.set.algo.group_sise=8"], "grpo")
 
 
 @pytest.mark.parametrize("value, text", [(None, "null"), (True, "true"), (3, "3"), (1e-4, "0.0001"),
