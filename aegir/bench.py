@@ -19,13 +19,24 @@ batches: long prompts of unequal length, short completions.
 grpo: one GRPO step of the nano policy split by phase (generate / score / logprob / update, the functions the
 GRPO loop runs) and generated tokens/s, for each group size and completion length. EOS is excluded from the
 sampling vocabulary so every completion has exactly the requested length.
+
+grpo_hf: one GRPO configuration (the tiny local Qwen3 of aegir.models.hf_tiny, LoRA, fp32, PT-BR commerce prompts,
+the same reward function) through Aegir's loop (GRPOModule under Lightning) and through TRL's GRPOTrainer, one
+after the other in this process: per-phase times, completion tokens/s, and TRL time / Aegir time. Needs the
+`compare` extra (`pip install -e ".[compare]"`); without it, one line saying so and exit code 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
+import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -285,6 +296,329 @@ def bench_logprob(args: argparse.Namespace) -> None:
     emit(bench="logprob", speedup_shared_vs_one_pass=seconds["one_pass_padded"] / seconds["shared_prompt"])
 
 
+# ---------------------------------------------------------------------------------------------------------- grpo_hf
+COMPARE_HINT = 'grpo_hf needs TRL: pip install -e ".[compare]" (trl, datasets, accelerate)'
+
+GRPO_HF_PHASES: dict[str, str] = {
+    "generate": "rollout: prompts through the chat template, sampling with the KV cache, decoding. Aegir: "
+                "GRPOModule._rollout (HFPolicy.sample). TRL: GRPOTrainer._generate (model.generate)",
+    "sampler": "of which the sampling loop itself. Aegir: HFPolicy.sample. TRL: the PEFT model's generate()",
+    "reward": "the reward function on the decoded completions. Aegir: GRPOModule._score (RewardComposer, "
+              "in-process). TRL: GRPOTrainer._calculate_rewards",
+    "logprob": "no-grad log-prob passes before the update (old policy when num_iterations > 1, reference when "
+               "beta > 0): 0 in both with this bench's settings, each framework skips them. Aegir: "
+               "HFPolicy.completion_logprobs / reference_logprobs under no_grad. TRL: "
+               "_get_per_token_logps_and_entropies under no_grad",
+    "update": "forward with grad + loss + backward + grad-norm clip + AdamW step + LR scheduler + zero_grad. "
+              "Aegir: GRPOModule._update. TRL: the step time less _prepare_inputs (training_step's forward/"
+              "backward, then the Trainer's clip, optimizer.step, scheduler.step, zero_grad)",
+    "fwd": "of which the scoring forward with grad (log-probs + entropy of every completion token). Aegir: "
+           "HFPolicy.completion_logprobs (LM head on the completion positions only). TRL: "
+           "_get_per_token_logps_and_entropies (fused chunked LM head; on CPU every prompt + completion position "
+           "goes through it)",
+    "other": "the step's remainder: advantages, padding and masks, metrics. Aegir: also its per-step log_dict. "
+             "TRL: the rest of _generate_and_score_completions",
+    "step": "one optimizer step, wall time. Aegir: Lightning's on_train_batch_start -> on_train_batch_end around "
+            "GRPOModule.training_step. TRL: the Trainer's on_step_begin -> on_step_end (training_step, clip, "
+            "optimizer, scheduler). Both exclude fetching the prompts and TRL's logging after on_step_end",
+}
+
+
+def _bench_reward(record: Mapping[str, Any], completion: str) -> float:
+    """The benchmark's reward, for both frameworks: how close the completion is to 200 characters, in [0, 1]
+    (deterministic and microseconds cheap, so the reward phase measures each framework's plumbing)."""
+    return max(0.0, 1.0 - abs(len(completion) - 200) / 200)
+
+
+# Registered under a name of its module's, so `python -m aegir.bench` (module __main__) and an import of aegir.bench
+# in the same process never register two functions under one name.
+BENCH_REWARD_NAME = "grpo_hf_length" if __name__ == "aegir.bench" else f"grpo_hf_length_{__name__.strip('_')}"
+
+
+def _trl_reward(completions: Sequence[Any], **kwargs: Any) -> list[float]:
+    """`_bench_reward` with TRL's reward signature (conversational completions are lists of messages)."""
+    return [_bench_reward({}, c[-1]["content"] if isinstance(c, list) else str(c)) for c in completions]
+
+
+class _PhaseClock:
+    """Per-step phase times, accumulated by wrappers around the frameworks' own methods (instance attributes)."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict[str, float]] = []
+        self.current: dict[str, float] = {}
+        self._started = 0.0
+
+    def add(self, key: str, value: float) -> None:
+        self.current[key] = self.current.get(key, 0.0) + value
+
+    def wrap(self, owner: Any, name: str, key: Callable[[], str] | str,
+             count: Callable[[Any], float] | None = None) -> None:
+        """Replace `owner.name` with a timed call of the original; `key()` picks the phase at call time and
+        `count(result)` adds completion tokens."""
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            phase = key() if callable(key) else key
+            start = time.perf_counter()
+            result = original(*args, **kwargs)
+            self.add(phase, time.perf_counter() - start)
+            if count is not None:
+                self.add("tokens", float(count(result)))
+            return result
+
+        setattr(owner, name, timed)
+
+    def start_step(self) -> None:
+        self.current = {"threads": float(torch.get_num_threads())}
+        self._started = time.perf_counter()
+
+    def end_step(self) -> None:
+        self.current["step"] = time.perf_counter() - self._started
+        self.steps.append(self.current)
+        self.current = {}
+
+
+def _logprob_phase() -> str:
+    return "fwd" if torch.is_grad_enabled() else "logprob"
+
+
+def grpo_hf_records(task: str, prompts: int, seed: int) -> list[dict[str, Any]]:
+    """`prompts` commerce records of one task (PT-BR chat prompts), built in-process from a small world."""
+    from aegir.tasks.commerce.pairs import build_pairs
+    from aegir.tasks.commerce.world import build_world
+
+    with tempfile.TemporaryDirectory(prefix="aegir-bench-world-") as tmp:
+        world = build_world(seed, Path(tmp) / "world.sqlite", scale="small")
+        return build_pairs(seed, world, {task: prompts})[:prompts]
+
+
+def run_aegir_grpo(model_dir: Path, records: Sequence[Mapping[str, Any]], args: argparse.Namespace
+                   ) -> list[dict[str, float]]:
+    """`args.warmup + args.steps` GRPO steps of Aegir's loop (GRPOModule under a Lightning Trainer, as `aegir.main`
+    runs it) on `records` every step; per step: the phase times (s), completion tokens and threads."""
+    import logging
+    import warnings
+
+    import lightning as L
+    from omegaconf import OmegaConf
+
+    from aegir.config import GRPOAlgoConfig, HFModelConfig
+    from aegir.loops.grpo import GRPOModule
+    from aegir.loops.record_batches import record_loader
+    from aegir.models.hf_policy import load_hf_policy
+    from aegir.rl.rewards import RewardSpec, register_reward
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    register_reward(BENCH_REWARD_NAME)(_bench_reward)
+    group, n_steps = args.group_size, args.warmup + args.steps
+    model_cfg = OmegaConf.merge(OmegaConf.structured(HFModelConfig), {
+        "name_or_path": str(model_dir), "dtype": "float32", "gradient_checkpointing": False,
+        "lora": {"enabled": True, "r": args.lora_r, "alpha": args.lora_alpha, "dropout": 0.0,
+                 "target_modules": "all-linear"}})
+    policy = load_hf_policy(model_cfg)
+    algo = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(GRPOAlgoConfig), {
+        "group_size": group, "prompts_per_step": len(records), "micro_batch_size": group * len(records),
+        "num_iterations": 1, "temperature": 1.0, "top_p": 1.0, "max_completion_length": args.max_completion_length,
+        "loss_type": "dapo", "kl_coef": 0.0, "entropy_coef": 0.0, "lr": args.lr, "warmup_steps": 0,
+        "grad_clip": 1.0, "mask_truncated_completions": False}), resolve=True)
+    clock = _PhaseClock()
+
+    class StepClock(L.Callback):
+        def on_train_batch_start(self, *_: Any) -> None:
+            clock.start_step()
+
+        def on_train_batch_end(self, *_: Any) -> None:
+            clock.end_step()
+
+    with tempfile.TemporaryDirectory(prefix="aegir-bench-grpo-") as tmp:
+        module = GRPOModule(policy, records, list(records)[:1], RewardSpec.from_config(
+            {"components": {BENCH_REWARD_NAME: {"weight": 1.0}}}), algo,  # type: ignore[arg-type]
+            seed=args.seed, total_steps=n_steps, samples_dir=Path(tmp) / "samples")
+        # The same prompts every step (the loop's own loader draws with replacement)
+        module.train_dataloader = lambda: record_loader([list(records)] * n_steps)  # type: ignore[method-assign]
+        clock.wrap(module, "_rollout", "generate")
+        clock.wrap(module, "_score", "reward")
+        clock.wrap(module, "_update", "update")
+        clock.wrap(policy, "sample", "sampler", count=lambda batch: float(batch.lengths.sum()))
+        clock.wrap(policy, "completion_logprobs", _logprob_phase)
+        clock.wrap(policy, "reference_logprobs", "logprob")
+        quiet = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero")]
+        levels = [logger.level for logger in quiet]
+        for logger in quiet:  # the accelerator banner and tips
+            logger.setLevel(logging.WARNING)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                trainer = L.Trainer(accelerator="cpu", devices=1, precision="32-true", max_steps=n_steps,
+                                    logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                                    enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+                                    use_distributed_sampler=False, callbacks=[StepClock()], default_root_dir=tmp)
+                trainer.fit(module)
+        finally:
+            for logger, level in zip(quiet, levels):
+                logger.setLevel(level)
+    return clock.steps
+
+
+def run_trl_grpo(model_dir: Path, records: Sequence[Mapping[str, Any]], args: argparse.Namespace
+                 ) -> list[dict[str, float]]:
+    """The same configuration through TRL's GRPOTrainer; per step: the phase times (s), completion tokens,
+    threads, and TRL's own `step_time` (training_step wall time, without the optimizer step) as `trl_step_time`."""
+    import logging
+    import warnings
+
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from trl import GRPOConfig, GRPOTrainer
+
+    group, n_steps = args.group_size, args.warmup + args.steps
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32, attn_implementation="sdpa")
+    dataset = Dataset.from_list([{"prompt": [dict(m) for m in r["prompt"]]} for r in records])
+    clock = _PhaseClock()
+
+    class StepClock(TrainerCallback):
+        def on_step_begin(self, *_: Any, **__: Any) -> None:
+            clock.start_step()
+
+        def on_step_end(self, *_: Any, **__: Any) -> None:
+            clock.end_step()
+
+    with tempfile.TemporaryDirectory(prefix="aegir-bench-trl-") as tmp:
+        # transformers 5 deprecates gradient_checkpointing (activation_checkpointing), which TRL still reads
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            config = GRPOConfig(
+                output_dir=tmp, use_cpu=True, bf16=False, report_to="none", logging_steps=1, save_strategy="no",
+                max_steps=n_steps, per_device_train_batch_size=group * len(records), num_generations=group,
+                max_completion_length=args.max_completion_length, temperature=1.0, top_p=1.0, top_k=0, beta=0.0,
+                loss_type="dapo", learning_rate=args.lr, max_grad_norm=1.0, gradient_checkpointing=False,
+                disable_dropout=True, seed=args.seed, disable_tqdm=True, dataloader_num_workers=0)
+            trainer = GRPOTrainer(
+                model=model, reward_funcs=_trl_reward, args=config, train_dataset=dataset, processing_class=tokenizer,
+                peft_config=LoraConfig(r=args.lora_r, lora_alpha=args.lora_alpha, lora_dropout=0.0,
+                                       target_modules="all-linear", bias="none", task_type="CAUSAL_LM"),
+                callbacks=[StepClock()])
+        for callback in (PrinterCallback, ProgressCallback):
+            trainer.remove_callback(callback)
+        clock.wrap(trainer, "_prepare_inputs", "prepare")
+        clock.wrap(trainer, "_generate", "generate", count=lambda out: float(sum(len(ids) for ids in out[1])))
+        clock.wrap(trainer, "_calculate_rewards", "reward")
+        clock.wrap(trainer, "_get_per_token_logps_and_entropies", _logprob_phase)
+        clock.wrap(trainer.model, "generate", "sampler")
+        torch.set_num_threads(args.threads)
+        quiet = logging.getLogger("transformers")
+        level = quiet.level
+        quiet.setLevel(logging.ERROR)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                trainer.train()
+        finally:
+            quiet.setLevel(level)
+    logged = [float(h["step_time"]) for h in trainer.state.log_history if "step_time" in h]
+    for step, step_time in zip(clock.steps, logged):
+        step["trl_step_time"] = step_time
+    for step in clock.steps:  # TRL's update is what the step spends outside _prepare_inputs
+        step["update"] = step["step"] - step.get("prepare", 0.0)
+    return clock.steps
+
+
+def summarize_steps(steps: Sequence[Mapping[str, float]], warmup: int) -> dict[str, float]:
+    """Mean per-step phase times over the timed steps (the first `warmup` are dropped), the remainder `other`,
+    the fastest step, completion tokens per step and tokens/s."""
+    timed = list(steps[warmup:]) or list(steps)
+    keys = ("generate", "sampler", "reward", "logprob", "update", "fwd", "step", "tokens")
+    mean = {k: sum(s.get(k, 0.0) for s in timed) / len(timed) for k in keys}
+    mean["other"] = mean["step"] - mean["generate"] - mean["reward"] - mean["logprob"] - mean["update"]
+    mean["best_step"] = min(s["step"] for s in timed)
+    mean["tokens_per_s"] = mean["tokens"] / mean["step"]
+    mean["gen_tokens_per_s"] = mean["tokens"] / mean["sampler"] if mean["sampler"] else 0.0
+    mean["threads"] = max(s.get("threads", 0.0) for s in timed)
+    mean["steps"] = float(len(timed))
+    if any("trl_step_time" in s for s in timed):
+        mean["trl_step_time"] = sum(s.get("trl_step_time", 0.0) for s in timed) / len(timed)
+    return mean
+
+
+def _trl_available() -> bool:
+    try:
+        import datasets  # noqa: F401
+        import trl  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def bench_grpo_hf(args: argparse.Namespace) -> None:
+    """One GRPO configuration through Aegir's loop and TRL's GRPOTrainer, in this process: phase times, tokens/s,
+    and TRL time / Aegir time per phase (> 1: Aegir is faster)."""
+    import importlib.metadata as metadata
+
+    from aegir.models.hf_tiny import ensure_tiny_model
+
+    frameworks = args.frameworks
+    if "trl" in frameworks and not _trl_available():
+        print(COMPARE_HINT, file=sys.stderr, flush=True)
+        raise SystemExit(2)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(args.threads)
+    model_dir = ensure_tiny_model(args.model_dir or Path(tempfile.gettempdir()) / "aegir-bench" / "hf-tiny-qwen3")
+    records = grpo_hf_records(args.task, args.prompts, args.seed)
+    versions = {name: metadata.version(name) for name in ("transformers", "peft", "trl") if
+                name != "trl" or "trl" in frameworks}
+    emit(bench="grpo_hf", torch=torch.__version__, **versions, device="cpu", threads=torch.get_num_threads(),
+         model=str(model_dir), task=args.task, prompts=len(records), group_size=args.group_size,
+         max_completion_length=args.max_completion_length, steps=args.steps, warmup=args.warmup,
+         lora=f"r{args.lora_r}/a{args.lora_alpha:g}/all-linear", loss_type="dapo", beta=0.0, num_iterations=1)
+    runners = {"aegir": run_aegir_grpo, "trl": run_trl_grpo}
+    results: dict[str, dict[str, float]] = {}
+    for name in frameworks:
+        torch.set_num_threads(args.threads)
+        results[name] = summarize_steps(runners[name](model_dir, records, args), args.warmup)
+        r = results[name]
+        emit(bench="grpo_hf", framework=name, **{f"time_{k}_s": r[k] for k in
+             ("generate", "sampler", "reward", "logprob", "update", "fwd", "other", "step", "best_step")},
+             tokens_per_step=r["tokens"], tokens_per_s=r["tokens_per_s"], gen_tokens_per_s=r["gen_tokens_per_s"],
+             threads=int(r["threads"]), timed_steps=int(r["steps"]),
+             **({"trl_logged_step_time_s": r["trl_step_time"]} if "trl_step_time" in r else {}))
+    print(format_grpo_hf_table(results), flush=True)
+    if "aegir" in results and "trl" in results:
+        a, t = results["aegir"], results["trl"]
+        emit(bench="grpo_hf", **{f"speedup_{k}_trl_over_aegir": t[k] / a[k] for k in
+                                 ("generate", "sampler", "reward", "update", "fwd", "step") if a[k] > 0},
+             tokens_per_s_aegir_over_trl=a["tokens_per_s"] / t["tokens_per_s"])
+
+
+def format_grpo_hf_table(results: Mapping[str, Mapping[str, float]]) -> str:
+    """The human-readable table: one row per framework (mean per timed step, ms), the speed-up row, the column key."""
+    columns = ("generate", "sampler", "reward", "logprob", "update", "fwd", "other", "step", "best_step")
+    head = f"{'':<18}" + "".join(f"{c:>10}" for c in columns) + f"{'tok/step':>10}{'tok/s':>9}{'gen tok/s':>10}"
+    lines = ["", "GRPO step, mean of the timed steps, milliseconds (sampler is part of generate, fwd of update)", head]
+    for name, r in results.items():
+        lines.append(f"{name:<18}" + "".join(f"{1000 * r[c]:>10.1f}" for c in columns)
+                     + f"{r['tokens']:>10.0f}{r['tokens_per_s']:>9.0f}{r['gen_tokens_per_s']:>10.0f}")
+    if "aegir" in results and "trl" in results:
+        a, t = results["aegir"], results["trl"]
+        cells = "".join(f"{t[c] / a[c]:>9.2f}x" if a[c] > 1e-9 and t[c] > 1e-9 else f"{'-':>10}" for c in columns)
+        lines.append(f"{'speed-up TRL/Aegir':<18}" + cells
+                     + f"{'':>10}{a['tokens_per_s'] / t['tokens_per_s']:>8.2f}x"
+                     + f"{a['gen_tokens_per_s'] / max(t['gen_tokens_per_s'], 1e-9):>9.2f}x")
+        lines.append("speed-up = TRL time / Aegir time (tok/s: Aegir / TRL); > 1 means Aegir is faster")
+        if "trl_step_time" in t:
+            lines.append(f"TRL's own log_history step_time (training_step only, no optimizer step): "
+                         f"{1000 * t['trl_step_time']:.1f} ms")
+    lines.append("")
+    lines.extend(f"  {name:<9} {text}" for name, text in GRPO_HF_PHASES.items())
+    lines.append("  best_step the fastest timed step; tok/step: completion tokens generated (EOS included); tok/s: "
+                 "tok/step / step; gen tok/s: tok/step / sampler")
+    return "\n".join(lines)
+
+
 def _rwkv7_models(text: str) -> list[str]:
     names = [name for name in text.split(",") if name]
     unknown = [name for name in names if name not in RWKV7_MODELS]
@@ -300,6 +634,13 @@ def _hnet_models(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"unknown model(s) {unknown}; choose from {sorted(HNET_BASELINES)}")
     return names
 
+
+def _grpo_hf_frameworks(text: str) -> list[str]:
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in ("aegir", "trl")]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown framework(s) {unknown}; choose from aegir, trl")
+    return names
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m aegir.bench", description=__doc__.splitlines()[0])
@@ -354,6 +695,26 @@ def build_parser() -> argparse.ArgumentParser:
     grpo.add_argument("--seed", type=int, default=0)
     grpo.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     grpo.set_defaults(func=bench_grpo)
+
+    grpo_hf = benches.add_parser("grpo_hf", help="one GRPO configuration through Aegir's loop and TRL's GRPOTrainer "
+                                                 "(tiny local Qwen3 + LoRA): phase times and speed-up")
+    grpo_hf.add_argument("--prompts", type=int, default=2, help="prompts per step (completions = prompts x G)")
+    grpo_hf.add_argument("--group-size", type=int, default=8, help="completions per prompt (G)")
+    grpo_hf.add_argument("--max-completion-length", type=int, default=64, help="max new tokens per completion")
+    grpo_hf.add_argument("--steps", type=int, default=5, help="timed steps, after the warm-up ones")
+    grpo_hf.add_argument("--warmup", type=int, default=1, help="untimed first steps")
+    grpo_hf.add_argument("--lr", type=float, default=1e-5, help="learning rate (both frameworks)")
+    grpo_hf.add_argument("--lora-r", type=int, default=16)
+    grpo_hf.add_argument("--lora-alpha", type=float, default=32.0)
+    grpo_hf.add_argument("--task", choices=("extraction", "sql_qa", "insights", "push"), default="extraction",
+                         help="commerce task the PT-BR chat prompts come from")
+    grpo_hf.add_argument("--frameworks", type=_grpo_hf_frameworks, default="aegir,trl",
+                         help="comma-separated, run in this order, from aegir,trl")
+    grpo_hf.add_argument("--model-dir", type=Path, default=None,
+                         help="where the tiny model is built once (default: <tmp>/aegir-bench/hf-tiny-qwen3)")
+    grpo_hf.add_argument("--seed", type=int, default=0)
+    grpo_hf.add_argument("--threads", type=int, default=1, help="torch intra-op threads, set for both frameworks")
+    grpo_hf.set_defaults(func=bench_grpo_hf)
     return parser
 
 
