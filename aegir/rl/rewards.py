@@ -73,7 +73,7 @@ _READY = "ready"
 
 # Modules whose import registers built-in rewards; imported on demand so `get_reward("toy_exact")` works without
 # the caller knowing where the verifier lives (and without an import cycle: those modules import this one).
-_BUILTIN_REWARD_MODULES: tuple[str, ...] = ("aegir.tasks.toy",)
+_BUILTIN_REWARD_MODULES: tuple[str, ...] = ("aegir.tasks.toy", "aegir.tasks.commerce.rewards")
 
 _REGISTRY: dict[str, RewardFn] = {}
 
