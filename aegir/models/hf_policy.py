@@ -291,6 +291,7 @@ def load_hf_policy(cfg: Any) -> HFPolicy:
             # The adapter trains on an earlier stage's weights: record that stage's exported model as its base, so
             # the adapter directory this run exports loads on the right weights.
             model.peft_config["default"].base_model_name_or_path = str(exported_base.resolve())
+    model.train()  # from_pretrained returns eval mode; the loops expect a module built for training, as byte models are
     return HFPolicy(model, tokenizer, lora=lora, strip_think=bool(cfg.strip_thinking),
                     enable_thinking=cfg.enable_thinking)
 
