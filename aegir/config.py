@@ -9,6 +9,7 @@ from that discriminator, so later issues add a dataclass and a registry entry in
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Optional, Sequence, get_type_hints
@@ -18,6 +19,8 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from aegir.errors import InputError
 from aegir.tasks.tables.dataset import TablesDataConfig
+
+log = logging.getLogger("aegir")
 
 
 # --------------------------------------------------------------------------------------------------- model
@@ -252,6 +255,10 @@ class GRPOAlgoConfig(OptimConfig):
     kl_coef: float = 0.0
     kl_estimator: str = "k3"
     entropy_coef: float = 0.0
+    entropy_norm: str = "token_mean"
+    importance_sampling_level: str = "token"
+    delta: Optional[float] = None
+    top_entropy_quantile: float = 1.0
     mask_truncated_completions: bool = False
     overlong: OverlongConfig = field(default_factory=OverlongConfig)
     dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)
@@ -426,6 +433,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("auto", "bfloat16", "float16", "float32"),
     "model.attn_implementation": ("sdpa", "eager", "flash_attention_2", "flex_attention"),
     "model.lora.bias": ("none", "all", "lora_only"),
+    "algo.entropy_norm": ("token_mean", "loss_type"),
+    "algo.importance_sampling_level": ("token", "sequence"),
     "algo.pooling": ("mean", "max", "last", "mean_last", "cls_last"),
     "algo.class_weighting": ("none", "balanced", "sqrt"),
     "algo.backbone_init": ("auto", "pretrained", "scratch"),
@@ -550,6 +559,9 @@ def validate(cfg: DictConfig) -> DictConfig:
         TASK_CHECKS[out["task"]["name"]](out["task"])
     if out["model"]["arch"] in MODEL_CHECKS:
         MODEL_CHECKS[out["model"]["arch"]](out["model"])
+    if out["algo"]["name"] == "grpo":
+        for notice in grpo_knob_notices(out["algo"]):
+            log.warning("config notice: %s", notice)
     if "hydra" in container:
         out["hydra"] = container["hydra"]
     typed = OmegaConf.create(out)
@@ -560,6 +572,36 @@ def validate(cfg: DictConfig) -> DictConfig:
         _fail(getattr(err, "full_key", "") or "?", str(err).splitlines()[0])
     OmegaConf.set_struct(typed, True)
     return typed
+
+
+def grpo_knob_notices(algo: dict[str, Any]) -> list[str]:
+    """One line per GRPO knob set away from its default where the chosen mode ignores it (a notice, not an
+    error: the run is valid, the knob is just inert). Also refuses out-of-range values of the policy-loss
+    variants with a one-line config error."""
+    if any("${" in str(algo.get(key)) for key in ("advantage", "scale_rewards", "delta", "top_entropy_quantile",
+                                                  "clip_eps_high", "clip_eps_low", "entropy_coef", "kl_coef")):
+        return []  # interpolated values are checked once resolved, by the loss itself
+    delta, eps_high = algo.get("delta"), float(algo.get("clip_eps_high", 0.0))
+    if delta is not None and not float(delta) > 1.0 + eps_high:
+        _fail("algo.delta", f"{delta} must be > 1 + algo.clip_eps_high = {1.0 + eps_high} (or null to disable)")
+    quantile = float(algo.get("top_entropy_quantile", 1.0))
+    if not 0.0 < quantile <= 1.0:
+        _fail("algo.top_entropy_quantile", f"{quantile} is not in (0, 1] (1 keeps every token)")
+    default = GRPOAlgoConfig()
+    notices = []
+    advantage = str(algo.get("advantage"))
+    if advantage in ("gdpo", "rloo") and algo.get("scale_rewards") != default.scale_rewards:
+        notices.append(f"algo.scale_rewards={algo['scale_rewards']} has no effect under algo.advantage={advantage} "
+                       "(only advantage=grpo scales by a std; gdpo always normalises per component, then over the "
+                       "batch; rloo never scales)")
+    if float(algo.get("entropy_coef", 0.0)) == 0.0 and algo.get("entropy_norm") != default.entropy_norm:
+        notices.append(f"algo.entropy_norm={algo['entropy_norm']} has no effect with algo.entropy_coef=0")
+    if float(algo.get("kl_coef", 0.0)) == 0.0 and algo.get("kl_estimator") != default.kl_estimator:
+        notices.append(f"algo.kl_estimator={algo['kl_estimator']} has no effect with algo.kl_coef=0 (no KL term)")
+    if algo.get("importance_sampling_level") == "sequence" and algo.get("loss_type") != "grpo":
+        notices.append(f"algo.importance_sampling_level=sequence with algo.loss_type={algo.get('loss_type')} "
+                       "weights each sequence by its length; GSPO is loss_type=grpo")
+    return notices
 
 
 def _validate_gates(node: Any) -> dict[str, Any]:

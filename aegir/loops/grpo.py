@@ -26,15 +26,17 @@ from aegir.errors import InputError
 from aegir.eval.stats import mean_ci
 from aegir.loops.lm import adamw_with_schedule, keep_trainable_weights_only
 from aegir.rl.advantages import compute_advantages, zero_std_groups
-from aegir.rl.losses import mask_truncated, policy_loss, soft_overlong_penalty
-from aegir.rl.rewards import RewardComposer, RewardSpec, write_error_samples
 from aegir.models.policy import Policy
+from aegir.rl.losses import high_entropy_threshold, mask_truncated, policy_loss, soft_overlong_penalty
+from aegir.rl.rewards import RewardComposer, RewardSpec, gated_components, write_error_samples
 from aegir.rl.rollout import RolloutBatch
 from aegir.rl.task_sampler import MTGRPOSampler, TaskSampler, build_task_sampler
 from aegir.tasks.pretrain.windows import mix_seed
 from aegir.loops.record_batches import RecordBatches, record_loader
 
 log = logging.getLogger("aegir")
+OVERLONG_COMPONENT = "overlong_penalty"
+"""The name the soft overlong penalty is logged under (grpo/reward/overlong_penalty/{mean,std})."""
 # The frozen KL reference is in eval mode on purpose; Lightning warns about any eval-mode module at fit start.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode at the start of training")
 
@@ -168,19 +170,47 @@ class GRPOModule(L.LightningModule):
 
     def _score(self, rows: Sequence[Mapping[str, Any]], texts: Sequence[str], batch: RolloutBatch
                ) -> tuple[Tensor, Tensor, dict[str, Tensor], int]:
+        """(total [N], components [N, K], every evaluated reward by name for logging, error count).
+
+        total: R = G·Σ_k w_k R_k (+ the soft overlong penalty when `algo.overlong.enabled`), what grpo / rloo
+        normalise; NaN where no weighted component applies, so the row leaves its group's baseline and gets
+        advantage 0 (TRL's None -> NaN). With the penalty on it applies to every row (TRL: a reward function of
+        its own), so such a row's total is the penalty alone.
+        components: what gdpo normalises, each column on its own: G·R_k per weighted component in the spec's
+        order (the gate multiplies every component, so their weighted sum is the gated total; NaN where R_k does
+        not apply), then the overlong penalty as one more column of weight 1 (see `_component_weights`).
+        """
         scored = self.composer.score(rows, self._reward_texts(texts))
         if scored.error_samples:
             write_error_samples(self.samples_dir / "errors.jsonl",
                                 [{**s, "step": int(self.global_step)} for s in scored.error_samples])
-        total = scored.total.to(self.device)
+        total = torch.where(scored.applicable, scored.total, torch.full_like(scored.total, math.nan))
+        components = gated_components(scored, self.reward_spec)
+        by_name = dict(scored.components)
         overlong = self.algo["overlong"]
         if overlong["enabled"]:
-            total = total + soft_overlong_penalty(batch.lengths.float(), int(self.algo["max_completion_length"]),
-                                                  int(overlong["cache_len"])).to(total)
-        # The weighted components, in the spec's order, for GDPO (a not-applicable None counts as 0 there).
-        components = torch.stack([torch.nan_to_num(scored.components[n], nan=0.0)
-                                  for n in self.reward_spec.components], dim=-1)
-        return total, components.to(self.device), scored.components, scored.errors
+            penalty = soft_overlong_penalty(batch.lengths.float(), int(self.algo["max_completion_length"]),
+                                            int(overlong["cache_len"])).to(total)
+            total = torch.where(torch.isnan(total), penalty, total + penalty)
+            components = torch.cat([components, penalty.unsqueeze(1)], dim=1)
+            by_name[OVERLONG_COMPONENT] = penalty
+        return total.to(self.device), components.to(self.device), by_name, scored.errors
+
+    def _component_weights(self) -> Tensor:
+        """The weight of each column of `_score`'s components: the spec's weights, then 1 for the overlong penalty."""
+        weights = list(self.reward_spec.components.values())
+        if self.algo["overlong"]["enabled"]:
+            weights.append(1.0)
+        return torch.tensor(weights, dtype=torch.float32, device=self.device)
+
+    def _zero_variance(self, total: Tensor, components: Tensor) -> Tensor:
+        """Groups with no advantage signal in what the chosen advantage normalises: the total for grpo / rloo,
+        every weighted component for gdpo (the dynamic-sampling filter and grpo/frac_zero_std)."""
+        group = int(self.algo["group_size"])
+        if str(self.algo["advantage"]) == "gdpo":
+            return zero_std_groups(components.view(-1, group, components.shape[-1]),
+                                   weights=self._component_weights())
+        return zero_std_groups(total.view(-1, group))
 
     # ------------------------------------------------------------------ training
     def training_step(self, records: list[Mapping[str, Any]], batch_idx: int) -> None:
@@ -199,7 +229,7 @@ class GRPOModule(L.LightningModule):
         timings["score"] = time.perf_counter() - started
 
         rewards = total.view(-1, group)
-        zero_std = zero_std_groups(rewards)
+        zero_std = self._zero_variance(total, components)
         self._observe_zero_std(rows, zero_std, group)
         resamples = 0
         dynamic = algo["dynamic_sampling"]
@@ -229,10 +259,10 @@ class GRPOModule(L.LightningModule):
             by_name = {k: torch.cat([v[keep_rows.cpu()], e_by_name[k]]) for k, v in by_name.items()}
             errors += e_errors
             rewards = total.view(-1, group)
-            zero_std = zero_std_groups(rewards)
+            zero_std = self._zero_variance(total, components)
 
         kind = str(algo["advantage"])
-        weights = torch.tensor(list(self.reward_spec.components.values()), device=self.device)
+        weights = self._component_weights()
         if kind == "gdpo":
             advantages = compute_advantages("gdpo", components.view(-1, group, components.shape[-1]),
                                             weights=weights, eps=float(algo["adv_eps"]))
@@ -282,15 +312,20 @@ class GRPOModule(L.LightningModule):
                 part = batch.select(rows)
                 logp, entropy = self.lm.completion_logprobs(part, temperature=float(algo["temperature"]),
                                                             with_entropy=True)
+                # Every normaliser refers to the whole generation batch (batch_size = n rows, global_tokens), so
+                # the micro-batch losses are summed and an uneven last micro-batch weighs each row like the others.
                 loss, stats = policy_loss(
                     logp, (old_logp[rows] if old_logp is not None else logp.detach()), advantages[rows.to(self.device)],
                     part.mask, clip_eps_low=float(algo["clip_eps_low"]), clip_eps_high=float(algo["clip_eps_high"]),
                     loss_type=str(algo["loss_type"]), max_completion_length=int(algo["max_completion_length"]),
                     ref_logp=None if ref_logp is None else ref_logp[rows], kl_coef=float(algo["kl_coef"]),
                     kl_estimator=str(algo["kl_estimator"]), entropy=entropy,
-                    entropy_coef=float(algo["entropy_coef"]), global_token_count=global_tokens, world_size=world)
-                if algo["loss_type"] != "dapo":  # dapo is already normalised by the global token count
-                    loss = loss / len(chunks)
+                    entropy_coef=float(algo["entropy_coef"]), entropy_norm=str(algo["entropy_norm"]),
+                    global_token_count=global_tokens, world_size=world, batch_size=n,
+                    importance_sampling_level=str(algo["importance_sampling_level"]),
+                    delta=None if algo["delta"] is None else float(algo["delta"]),
+                    top_entropy_quantile=float(algo["top_entropy_quantile"]),
+                    entropy_threshold=self._entropy_threshold(entropy, part.mask))
                 self.manual_backward(loss)
                 totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
                 for key, value in stats.items():
@@ -305,6 +340,21 @@ class GRPOModule(L.LightningModule):
         totals["iterations"] = float(algo["num_iterations"])
         return totals
 
+    def _entropy_threshold(self, entropy: Tensor, mask: Tensor) -> Tensor | None:
+        """The top-entropy threshold of this micro-batch over every rank's active tokens (TRL gathers them), or
+        None on one process, where `policy_loss` computes the same from its own tokens. Rows are padded with NaN to
+        `max_completion_length` so every rank gathers one shape."""
+        quantile = float(self.algo["top_entropy_quantile"])
+        if quantile >= 1.0 or self.trainer.world_size < 2:
+            return None
+        width = max(int(self.algo["max_completion_length"]), entropy.shape[1])
+        padded = torch.full((entropy.shape[0], width), math.nan, dtype=torch.float32, device=entropy.device)
+        padded[:, : entropy.shape[1]] = torch.where(mask.bool(), entropy.detach().float(),
+                                                    torch.full_like(padded[:, : entropy.shape[1]], math.nan))
+        values = self.all_gather(padded).reshape(-1)
+        values = values[~torch.isnan(values)]
+        return high_entropy_threshold(values, torch.ones_like(values), quantile)
+
     def _log_step(self, rewards: Tensor, by_name: Mapping[str, Tensor], errors: int, advantages: Tensor,
                   batch: RolloutBatch, zero_std: Tensor, stats: Mapping[str, float], timings: Mapping[str, float],
                   resamples: int) -> float:
@@ -312,6 +362,9 @@ class GRPOModule(L.LightningModule):
         # Distribution statistics over the whole generation batch of every rank (std of a union is not the mean
         # of per-rank stds), so gather the per-sample values first; every rank then logs identical numbers.
         flat = self._gather(rewards.reshape(-1).float())
+        flat = flat[~torch.isnan(flat)]  # rows where no reward applies have no reward to report
+        if flat.numel() == 0:
+            flat = torch.zeros(1, device=self.device)
         advantages = self._gather(advantages.float())
         lengths = self._gather(batch.lengths.float().to(self.device))
         truncated = self._gather(batch.truncated.float().to(self.device))
@@ -336,6 +389,8 @@ class GRPOModule(L.LightningModule):
         }
         if "kl_sum" in stats:
             metrics["grpo/kl"] = stats["kl_sum"] / tokens
+        if float(self.algo["top_entropy_quantile"]) < 1.0:  # share of tokens left in the policy-gradient term
+            metrics["grpo/top_entropy/kept"] = stats.get("pg_token_count", 0.0) / tokens
         for name, values in by_name.items():
             values = self._gather(values.float().to(self.device))
             finite = values[~torch.isnan(values)]

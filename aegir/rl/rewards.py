@@ -26,8 +26,10 @@ Composition (config ``{"components": {NAME: {"weight": w}}, "gate": NAME | None,
 * ``G`` is the optional multiplicative gate component (e.g. "only a well-formed answer earns anything"). No gate
   configured, or a gate that returns None for the record, means ``G = 1``: a gate that does not apply must not
   zero out a reward. A gate that errors scores 0, like any component, so the total is 0.
-* A row where no weighted component applies gets ``total = 0`` and ``applicable = False``; the GRPO loop should
-  give it advantage 0 (TRL excludes such rows from the group baseline).
+* A row where no weighted component applies gets ``total = 0`` and ``applicable = False``; the GRPO loop leaves
+  it out of its group's baseline and gives it advantage 0 (TRL's None -> NaN, nanmean / nanstd).
+* :func:`gated_components` gives the per-component view that GDPO-style normalisation needs: G·R_k per weighted
+  component, NaN where R_k did not apply, so Σ_k w_k G·R_k over the applicable k is the total above.
 * Every evaluated component (gate included) is reported on its own in ``RewardBatch.components``: NaN where it
   returned None, 0 where it errored. That is what GDPO-style per-component normalisation and per-reward logging
   need. A weight of 0 keeps a component as a logged metric that does not move the policy.
@@ -482,6 +484,21 @@ class RewardBatch:
             out[f"rewards/{name}/applicable"] = present.numel() / n
             out[f"rewards/{name}/errors"] = float(self.error_counts.get(name, 0))
         return out
+
+
+def gated_components(scored: RewardBatch, spec: RewardSpec) -> torch.Tensor:
+    """``[n, K]`` float32, the weighted components in ``spec.components`` order with the gate applied to each:
+    column k = G · R_k, NaN where R_k did not apply. Gating every component keeps Σ_k w_k · column_k (over the
+    non-NaN columns) equal to ``total`` = G · Σ_k w_k R_k, so a per-component normaliser (GDPO) sees the gate
+    exactly as the summed reward does. G = 1 where no gate is configured or the gate did not apply."""
+    n = scored.total.shape[0]
+    gate = torch.ones(n, dtype=torch.float32)
+    if spec.gate is not None:
+        values = scored.components[spec.gate]
+        gate = torch.where(torch.isnan(values), gate, values)
+    if n == 0:
+        return torch.zeros(0, len(spec.components), dtype=torch.float32)
+    return torch.stack([scored.components[name].to(torch.float32) * gate for name in spec.components], dim=-1)
 
 
 def _mean(values: torch.Tensor) -> float:

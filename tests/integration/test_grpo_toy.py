@@ -116,6 +116,12 @@ def test_no_reference_copy_without_kl(compose) -> None:
     ["algo.dynamic_sampling.enabled=true", "algo.overlong.enabled=true", "algo.mask_truncated_completions=true",
      "algo.entropy_coef=0.01", "algo.scale_rewards=batch"],
     ["algo.collapse.std_threshold=10.0", "algo.collapse.patience=2", "algo.collapse.stop=true"],
+    ["algo.importance_sampling_level=sequence", "algo.loss_type=grpo"],  # GSPO
+    ["algo.delta=4.0", "algo.kl_coef=0.001"],  # INTELLECT-2 two-sided clip
+    ["algo.top_entropy_quantile=0.2"],
+    ["algo.entropy_coef=0.01", "algo.entropy_norm=loss_type", "algo.loss_type=dr_grpo"],
+    ["algo.advantage=gdpo", "algo.overlong.enabled=true", "algo.overlong.cache_len=2",
+     "algo.dynamic_sampling.enabled=true"],
 ])
 def test_every_knob_runs_end_to_end(compose, tmp_path: Path, knobs: list[str]) -> None:
     overrides = [*SMALL, "trainer.max_steps=4", "trainer.val_check_interval=2", "algo.micro_batch_size=5", *knobs]
@@ -128,3 +134,8 @@ def test_every_knob_runs_end_to_end(compose, tmp_path: Path, knobs: list[str]) -
         assert [s for s, _ in history["grpo/reward/mean"]] == [0, 1] and summary["steps"] == 4
     if "algo.collapse.stop=true" in knobs:  # every reward std is under 10: fires at the 2nd step and stops
         assert history["grpo/collapse"][1][1] == 1.0 and summary["steps"] == 2
+    if "algo.top_entropy_quantile=0.2" in knobs:  # ~20% of the tokens carry the policy gradient (more on ties)
+        kept = [v for _, v in history["grpo/top_entropy/kept"]]
+        assert len(kept) == 4 and all(0.0 < v < 1.0 for v in kept) and min(kept) < 0.35, kept
+    if "algo.overlong.enabled=true" in knobs:  # the penalty is a reward column of its own
+        assert "grpo/reward/overlong_penalty/mean" in history
