@@ -128,9 +128,14 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_pretrained(model: nn.Module, path: Path) -> None:
-    state = read_state_dict(path)
+    load_fitting_state(model, read_state_dict(path), path, strict=True)
+
+
+def load_fitting_state(model: nn.Module, state: Mapping[str, torch.Tensor], path: Any, *, strict: bool) -> None:
+    """Load `state` into `model` after checking it fits: no unknown keys, no shape mismatch, and (strict) no
+    missing key. A misfit is one InputError naming `model.pretrained`, the file and the first offending keys."""
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
+    missing = sorted(set(own) - set(state)) if strict else []
     unexpected = sorted(set(state) - set(own))
     mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
     if missing or unexpected or mismatched:
@@ -138,4 +143,4 @@ def load_pretrained(model: nn.Module, path: Path) -> None:
                            for label, keys in (("missing", missing), ("unexpected", unexpected),
                                                ("shape mismatch", mismatched)) if keys)
         raise InputError(f"model.pretrained: {path} does not fit this model ({detail})")
-    model.load_state_dict(state)
+    model.load_state_dict(dict(state), strict=strict)

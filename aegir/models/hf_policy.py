@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aegir.models.lm import device_generator, sample_next
+from aegir.models.lm import device_generator
 from aegir.models.policy import ChatPrompt
-from aegir.rl.rollout import RolloutBatch, score_completion_logits
+from aegir.rl.rollout import RolloutBatch, draw_tokens, score_completion_logits
 
 # peft asks transformers a deprecated question on every adapter call (transformers 5.2x); not ours to act on.
 warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
@@ -141,9 +140,7 @@ class HFPolicy:
         done = torch.zeros(n, dtype=torch.bool, device=device)
         tokens, logps = [], []
         for t in range(max_new_tokens):
-            scaled = logits.float() / (temperature if temperature > 0 else 1.0)
-            token = sample_next(scaled, temperature=1.0 if temperature > 0 else 0.0, top_p=top_p, generator=generator)
-            logp = F.log_softmax(scaled, dim=-1).gather(1, token[:, None]).squeeze(1)
+            token, logp = draw_tokens(logits, None, temperature, top_p, generator)
             tokens.append(token.masked_fill(done, self.pad_id))
             logps.append(logp.masked_fill(done, 0.0))
             done = done | torch.isin(token, eos)
@@ -335,18 +332,9 @@ def _pretrained_state(cfg: Any) -> dict[str, Tensor] | None:
 
 
 def _load_into(model: nn.Module, state: dict[str, Tensor], path: Any, *, strict: bool) -> None:
-    from aegir.errors import InputError
+    from aegir.models.build import load_fitting_state
 
-    own = model.state_dict()
-    unexpected = sorted(set(state) - set(own))
-    missing = sorted(set(own) - set(state)) if strict else []
-    mismatched = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if unexpected or missing or mismatched:
-        detail = "; ".join(f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                           for label, keys in (("missing", missing), ("unexpected", unexpected),
-                                               ("shape mismatch", mismatched)) if keys)
-        raise InputError(f"model.pretrained: {path} does not fit this model ({detail})")
-    model.load_state_dict(state, strict=False)
+    load_fitting_state(model, state, path, strict=strict)
 
 
 def load_checkpoint_weights(policy: HFPolicy, path: Path) -> None:

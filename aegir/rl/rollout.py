@@ -76,6 +76,16 @@ def _masked(logits: Tensor, allowed: Tensor | None, temperature: float) -> Tenso
     return scaled if allowed is None else scaled.masked_fill(~allowed, float("-inf"))
 
 
+def draw_tokens(logits: Tensor, allowed: Tensor | None, temperature: float, top_p: float,
+                generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """One sampling step of every policy: the next token per row [B] from logits / temperature over the allowed
+    vocabulary (greedy at temperature 0, top-p nucleus otherwise), and its log-prob under that same distribution --
+    the number the teacher-forced scorer reproduces, so the importance ratio starts at 1."""
+    scaled = _masked(logits, allowed, temperature)
+    token = sample_next(scaled, temperature=1.0 if temperature > 0 else 0.0, top_p=top_p, generator=generator)
+    return token, F.log_softmax(scaled, dim=-1).gather(1, token[:, None]).squeeze(1)
+
+
 @torch.no_grad()
 def sample_groups(model: RecurrentLM, prompts: Sequence[Sequence[int]], group_size: int, max_new_tokens: int, *,
                   temperature: float = 1.0, top_p: float = 1.0, allowed: Tensor,
@@ -96,9 +106,7 @@ def sample_groups(model: RecurrentLM, prompts: Sequence[Sequence[int]], group_si
     tokens, logps = [], []
     done = torch.zeros(n, dtype=torch.bool, device=device)
     for t in range(max_new_tokens):
-        scaled = _masked(logits, allowed, temperature)
-        token = sample_next(scaled, temperature=1.0 if temperature > 0 else 0.0, top_p=top_p, generator=generator)
-        logp = F.log_softmax(scaled, dim=-1).gather(1, token[:, None]).squeeze(1)
+        token, logp = draw_tokens(logits, allowed, temperature, top_p, generator)
         tokens.append(token.masked_fill(done, PAD_ID))
         logps.append(logp.masked_fill(done, 0.0))
         done = done | (token == EOS_ID)
