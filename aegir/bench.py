@@ -1,7 +1,7 @@
 """Benchmarks: `python -m aegir.bench <name> [options]`, one argparse subcommand per benchmark.
 
 Each prints machine-readable `key=value` lines and compares against a baseline measured in the same process, so
-ratios survive noisy machines (DESIGN.md §7).
+ratios survive noisy machines.
 
 rwkv7: training throughput (forward + backward, bytes/s) of the chunked WKV vs the per-byte recurrent loop on the
 same model, their ratio, and recurrent-state generation throughput (`ByteLM.generate`).
