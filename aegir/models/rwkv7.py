@@ -323,7 +323,7 @@ def _lora(
 
 
 class TimeMix(nn.Module):
-    """RWKV-7 time mixing (attention replacement), docs/models.md, Time mixing and Initialisation.
+    """RWKV-7 time mixing (attention replacement): docs/models.md, Time mixing (init: its Initialisation).
 
     Layer 0 of a stack has no value-residual LoRA (v0/v1/v2): it *defines* v_first, so those parameters would be
     unused (as in fla); every other parameter and init follows BlinkDL's simplified trainer.
