@@ -27,16 +27,6 @@ HNET_CONFIGS = ("nano", "tiny", "small", "base")
 pytestmark = pytest.mark.usefixtures("one_thread")  # every model here is tiny: op overhead, not FLOPs
 
 
-@pytest.fixture
-def one_thread() -> Any:
-    """The models here are tiny (and decoding is hundreds of tiny ops per byte): one intra-op thread avoids thread
-    hand-offs that made these tests up to 40x slower on a busy 2-core machine. Restores the previous setting."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _model_cfg(compose, name: str, *overrides: str) -> Any:
     return validate(compose([f"model={name}", *overrides], fast=False)).model
 
