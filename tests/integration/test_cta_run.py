@@ -131,7 +131,7 @@ def test_pretrain_then_cta_chains_the_stages(compose, tmp_path: Path) -> None:
 
 
 def test_hnet_backbone_fine_tunes_with_chunk_statistics(compose, tmp_path: Path) -> None:
-    overrides = ["task=cta", "algo=classify", "model=nano", "objective.metric=val/macro_f1", "objective.mode=max",
+    overrides = ["task=cta", "algo=classify", "model=hnet_nano", "objective.metric=val/macro_f1", "objective.mode=max",
                  *CTA_FAST, "model.d_model=[32,32,32]", "trainer.max_steps=2", "trainer.val_check_interval=2",
                  "task.eval_test=false", "algo.pooling=last", f"paths.output_root={tmp_path / 'o'}"]
     overrides = [o for o in overrides if o not in ("model.d_model=32", "model.n_layers=1", "model.head_size=32")]
