@@ -67,6 +67,7 @@ def test_nano_hnet_pretraining_records_chunk_statistics(compose, tmp_path: Path,
         assert tag in tags, (tag, tags)
 
 
+@pytest.mark.slow
 def test_unknown_layer_letter_exits_2_with_one_line(tmp_path: Path) -> None:
     out = tmp_path / "out"
     result = run_cli(["model=hnet_nano", "model.arch_layout=[w1,[w1,[q2],w1],w1]", *FAST_HNET,
