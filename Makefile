@@ -5,10 +5,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.aegir-installed
 # Extra Hydra overrides for `make run`, e.g. `make run ARGS="trainer.max_steps=100"`.
 ARGS ?=
-# Extra pytest arguments for `make test`, e.g. `make test PYTEST_ARGS="-k rwkv7"`.
+# Extra pytest arguments for `make test` / `make test-fast`, e.g. `make test PYTEST_ARGS="-k rwkv7"`.
 PYTEST_ARGS ?=
 
-.PHONY: install run test bench clean
+.PHONY: install run test test-fast bench clean
 
 install: $(STAMP)
 
@@ -21,8 +21,13 @@ $(STAMP): pyproject.toml scripts/install_torch.sh
 run: install
 	$(PY) run.py $(ARGS)
 
+# The whole suite (what CI runs).
 test: install
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Everything but the tests marked slow (CLI subprocesses, Hugging Face runs, multiruns): under 2 minutes on 2 cores.
+test-fast: install
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: install
 	$(PY) -m aegir.bench rwkv7

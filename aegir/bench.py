@@ -1,13 +1,13 @@
 """Benchmarks: `python -m aegir.bench <name> [options]`, one argparse subcommand per benchmark.
 
 Each prints machine-readable `key=value` lines and compares against a baseline measured in the same process, so
-ratios survive noisy machines (DESIGN.md §7).
+ratios survive noisy machines.
 
 rwkv7: training throughput (forward + backward, bytes/s) of the chunked WKV vs the per-byte recurrent loop on the
 same model, their ratio, and recurrent-state generation throughput (`ByteLM.generate`).
 
-hnet: training (forward + backward, ratio loss included) and generation bytes/s of the H-Net nano and tiny
-configs (conf/model/) next to an isotropic RWKV-7 of the rwkv7 config's width with the layer count that best matches
+hnet: training (forward + backward, ratio loss included) and generation bytes/s of the H-Net presets hnet_nano and
+hnet_tiny (conf/model/) next to an isotropic RWKV-7 of the rwkv7 config's width with the layer count that best matches
 the H-Net's parameter count, on the same bytes; the ratios H-Net / RWKV-7; each H-Net stage's boundary fraction on
 those bytes (it sets how much work the inner stages get).
 
@@ -116,7 +116,7 @@ def bench_rwkv7(args: argparse.Namespace) -> None:
 
 
 # H-Net config name -> the rwkv7 config whose width and head size its isotropic baseline uses.
-HNET_BASELINES: dict[str, str] = {"nano": "nano", "tiny": "tiny"}
+HNET_BASELINES: dict[str, str] = {"hnet_nano": "nano", "hnet_tiny": "tiny"}
 
 
 def matched_rwkv7(n_params: int, vocab_size: int, d_model: int, head_size: int) -> ByteLM:
@@ -663,7 +663,7 @@ def build_parser() -> argparse.ArgumentParser:
     hnet.add_argument("--T", type=int, default=512, help="training sequence length (bytes)")
     hnet.add_argument("--batch", type=int, default=2, help="sequences per batch")
     hnet.add_argument("--repeats", type=int, default=2, help="timed repeats per measurement (best is reported)")
-    hnet.add_argument("--models", type=_hnet_models, default="nano,tiny",
+    hnet.add_argument("--models", type=_hnet_models, default="hnet_nano,hnet_tiny",
                       help=f"comma-separated H-Net configs, from {sorted(HNET_BASELINES)}")
     hnet.add_argument("--prompt-len", type=int, default=16, help="generation prompt length")
     hnet.add_argument("--gen-tokens", type=int, default=64, help="new tokens per generation run")

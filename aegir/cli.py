@@ -1,4 +1,4 @@
-"""Exit statuses of the command-line entry points (DESIGN.md §6).
+"""Exit statuses of the command-line entry points (docs/run_directory.md, Exit statuses).
 
     0  finished
     1  the run failed while working (traceback; metadata.json status `failed` with the reason)

@@ -38,7 +38,7 @@ class RWKV7ModelConfig:
 
 @dataclass
 class HNetModelConfig:
-    """H-Net of RWKV-7 stacks (conf/model/{nano,tiny,small,base}.yaml document the keys). The layout, the
+    """H-Net of RWKV-7 stacks (conf/model/hnet_{nano,tiny,small,base}.yaml document the keys). The layout, the
     per-stage widths and target_compression are cross-checked by aegir.models.build (one-line InputErrors)."""
 
     arch: str = "hnet"

@@ -1,4 +1,4 @@
-"""Error types that separate *the user's input is wrong* from *the run failed while working* (DESIGN.md §6).
+"""Error types that separate *the user's input is wrong* from *the run failed while working* (docs/run_directory.md).
 
 `InputError` is raised for bad configs, data files, checkpoint paths: the entry points catch it, print one
 line naming what and where, and exit with status 2 without a traceback. Everything else is a real failure.

@@ -429,7 +429,7 @@ def _run_stages(cfg: DictConfig, overrides: list[str], paths: RunPaths, callback
 
 
 def _report(result: StageResult) -> None:
-    """Say where the results are (DESIGN.md §1: every command ends by saying so)."""
+    """Say where the results are: every command ends by saying so."""
     if not _is_rank_zero():
         return
     lines = [f"run directory: {result.paths.root}"]

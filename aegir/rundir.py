@@ -1,4 +1,4 @@
-"""The run directory contract (DESIGN.md §4): file names, atomic JSON writes, provenance, the history log.
+"""The run directory contract (docs/run_directory.md): file names, atomic JSON writes, provenance, the history log.
 
 Reports, sweeps and the observatory read runs *only* through this module's files, so it has no training imports:
 

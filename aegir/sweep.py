@@ -11,8 +11,7 @@ sweep resumes after an interruption without repeating finished trials, and sever
 several processes or machines) share one study. Failed trials are recorded and the study goes on; a grid ends
 when every point has been tried. The study opens in optuna-dashboard: `optuna-dashboard <storage URL>`.
 
-Why not hydra-optuna-sweeper: it pins Optuna < 3 (its SQLite storage breaks on SQLAlchemy 2) and cannot prune
-(reference/framework.md §4).
+Why not hydra-optuna-sweeper: it pins Optuna < 3 (its SQLite storage breaks on SQLAlchemy 2) and cannot prune.
 """
 
 from __future__ import annotations

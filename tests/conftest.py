@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
@@ -37,6 +37,18 @@ def hf_tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from aegir.models.hf_tiny import ensure_tiny_model
 
     return ensure_tiny_model(tmp_path_factory.mktemp("hf") / "tiny_qwen3")
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread for tests of tiny models (op overhead, not FLOPs; H-Net decoding is hundreds of tiny ops
+    per byte): thread hand-offs made such tests 10-40x slower on a busy 2-core machine. Restores the setting."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """Metrics of single-label classification (CTA / CPA): F1 through torchmetrics, bootstrap CIs, class weights and
 a confusion-matrix picture. Pure functions of predictions and targets; aegir/loops/classify.py only calls them.
 
-Names (DESIGN.md §5): ``<split>/macro_f1``, ``<split>/micro_f1`` (= accuracy for single-label data),
+Names (docs/metrics.md, val/*): ``<split>/macro_f1``, ``<split>/micro_f1`` (= accuracy for single-label data),
 ``<split>/distinct_preds``, ``<split>/f1/<label>`` (per class, final summary only).
 
 Macro F1 follows torchmetrics' ``MulticlassF1Score(average="macro")``: a class that is neither predicted nor present

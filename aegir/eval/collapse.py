@@ -1,4 +1,4 @@
-"""Representation-collapse diagnostics and the liveness gate (issue 7; reference/model.md §4).
+"""Representation-collapse diagnostics and the liveness gate (issue 7; names in docs/metrics.md, live/*).
 
 Why: fine-tuning from random initialisation can collapse the encoder, pooling every input to one vector and predicting
 one label, while the loss and the router statistics still look plausible. These numbers make that impossible to miss:
@@ -11,7 +11,7 @@ one label, while the loss and the router statistics still look plausible. These 
     live/rankme_centered  RankMe of the centred embeddings (noise-sensitive: pair it with spread_ratio)
     live/mean_cosine      mean pairwise cosine similarity                                collapsed: ~1
     live/dim_var_max, live/dim_var_median   per-dimension variance                      collapsed: ~0
-    val/macro_f1          macro F1 (torchmetrics, DESIGN.md §5 name)                    collapsed: <= ~1/num_classes
+    val/macro_f1          macro F1 (torchmetrics; docs/metrics.md)                      collapsed: <= ~1/num_classes
 
 `liveness_metrics` returns all of them in one dict for `self.log_dict` / the final metrics; `default_liveness_gates`
 declares the three gates of issue 7 in the spine's gate format (aegir.eval.gates), so a config can say
@@ -88,7 +88,7 @@ def spread_ratio(embeddings: Any, *, max_points: int | None = 2048, seed: int = 
     """Max pairwise L2 distance / mean L2 norm: a scale-free width of the cloud.
 
     Collapse when below ~1e-2 (Aegir's collapsed run: 0.020 / 6.98 = 2.9e-3). Exact over all points (or a seeded
-    subset of `max_points`), not model.md's 50-sample estimate, since n ~ 2 k costs milliseconds. All-zero input is
+    subset of `max_points`), not a 50-sample estimate, since n ~ 2 k costs milliseconds. All-zero input is
     0 (no spread at all); fewer than 2 points is NaN (no pair to measure).
     """
     x = _embeddings64(embeddings)
@@ -109,7 +109,7 @@ def rankme(embeddings: Any, *, centered: bool = False, eps: float = RANKME_EPS) 
     """RankMe (Garrido et al., ICML 2023): exp of the entropy of the L1-normalised singular values (+ eps).
 
     Equals d for d orthogonal equal-norm directions and ~1 for a rank-one matrix. Uncentred by default as in the
-    paper; centred, isotropic noise around a collapsed point reads as high rank (model.md §4.2), so always read it
+    paper; centred, isotropic noise around a collapsed point reads as high rank, so always read it
     next to spread_ratio. A zero matrix has rank 0.
     """
     x = torch.as_tensor(_embeddings64(embeddings))

@@ -52,5 +52,5 @@ def evaluate_gates(gates: Mapping[str, Any], metrics: Mapping[str, float]) -> di
 
 
 def gate_metrics(verdicts: Mapping[str, GateVerdict]) -> dict[str, float]:
-    """`gate/<name>` scalars: 1.0 pass, 0.0 fail (DESIGN.md §5)."""
+    """`gate/<name>` scalars: 1.0 pass, 0.0 fail (docs/metrics.md, gate/*)."""
     return {f"gate/{name}": float(v.passed) for name, v in verdicts.items()}

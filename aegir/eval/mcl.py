@@ -1,7 +1,7 @@
 """Markov clustering (MCL, van Dongen 2000) of pooled embeddings over a k-NN cosine graph.
 
 Why it is here: the liveness gate counts clusters of pooled embeddings, because a collapsed encoder (every input
-pooled to one vector) shows up as one cluster long before the loss says anything (reference/model.md §4.1).
+pooled to one vector) shows up as one cluster long before the loss says anything.
 
 Three layers, each usable on its own:
 
@@ -13,12 +13,13 @@ Speed (n ~ 2 k on CPU): MCL never moves flow between connected components, so th
 sparse (scipy) where it is sparse and dense (BLAS) where it has filled in; a component whose columns have become
 one distribution (a collapsed cloud, after one or two steps) is finished in closed form.
 
-Departures from model.md §4.1, each explained where it lives: k-NN ties within `sim_atol` are kept
-(knn_cosine_graph), zero vectors count as identical to each other (cosine_similarity_matrix), pruning is relative
-to each column's maximum (_prune), and expansion defaults to 3, not 2. Measured: with expansion 2 and inflation 2,
+Departures from the usual MCL recipe (k-NN(10) graph, expansion 2, inflation 2), each explained where it lives:
+k-NN ties within `sim_atol` are kept (knn_cosine_graph), zero vectors count as identical to each other
+(cosine_similarity_matrix), pruning is relative to each column's maximum (_prune), and expansion defaults to 3,
+not 2. Measured: with expansion 2 and inflation 2,
 a k-NN(10) graph of Gaussian classes shatters from ~100 points per class (6 classes x 250 in 64-d: 224
 clusters; 3 x 500 in 128-d: 490), because k-NN graphs of high-dimensional data have few triangles and a walk's
-two-step return to itself outweighs any single two-step neighbour. model.md's "k-NN(10), I = 2 -> 6 clusters" holds
+two-step return to itself outweighs any single two-step neighbour. The usual "k-NN(10), I = 2 -> 6 clusters" holds
 here only for classes of <= ~50 points. Expansion 3 finds 2, 3, 5, 6, 10 and 82 classes exactly (18-750 points each,
 16-128-d) and still gives one cluster for a collapsed cloud.
 
@@ -239,13 +240,13 @@ def mcl(
 ) -> MCLResult:
     """Markov clustering of a non-negative similarity matrix [n, n] (numpy, torch or scipy sparse).
 
-    Steps (model.md §4.1): self-loops, column-normalise, then repeat expansion M <- M^expansion, inflation
+    Steps: self-loops, column-normalise, then repeat expansion M <- M^expansion, inflation
     M_ij <- M_ij^r / sum_i M_ij^r, pruning (relative to the column max) until the largest entry change is below
     `tol` (relative to each column's largest entry) or `max_iter` iterations. `inflation` sets the granularity:
     higher -> more, smaller clusters (mcl(1) suggests 1.4, 2, 4, 6). `expansion` defaults to 3, not 2: see the
     module docstring for the measurement. `converged` is False when `max_iter` ran out; labels are still given.
 
-    `loop_value` is the weight of every self-loop (default 1: a vector's cosine with itself, model.md §4.1); None
+    `loop_value` is the weight of every self-loop (default 1: a vector's cosine with itself); None
     gives each node a loop as heavy as its heaviest edge, for graphs whose weights are not similarities in [0, 1].
     """
     if inflation <= 1.0:
@@ -380,7 +381,7 @@ def markov_cluster(
     """MCL over the k-NN cosine graph of embeddings [n, d] (torch or numpy); see `knn_cosine_graph` and `mcl`.
 
     Defaults k=10, expansion 3, inflation 2 recover well-separated classes exactly (module docstring); higher
-    inflation splits finer (4 and 6 fragment k-NN graphs, model.md §4.1). Identical vectors (a collapsed encoder)
+    inflation splits finer (4 and 6 fragment k-NN graphs). Identical vectors (a collapsed encoder)
     and all-zero vectors give one cluster; n = 0 gives none.
     """
     graph = knn_cosine_graph(embeddings, k, sim_atol=sim_atol)
@@ -390,7 +391,7 @@ def markov_cluster(
 
 def modularity(adjacency: Any, labels: np.ndarray) -> float:
     """Newman modularity Q in [-1/2, 1] of a partition of a symmetric weighted graph (self-loops ignored): the
-    usual way to pick an inflation in a sweep (model.md §4.1). NaN for a graph without edges."""
+    usual way to pick an inflation in a sweep. NaN for a graph without edges."""
     if hasattr(adjacency, "detach"):
         adjacency = adjacency.detach().to("cpu").double().numpy()
     a = sp.csr_matrix(adjacency, dtype=np.float64)

@@ -42,7 +42,7 @@ warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode a
 
 
 class GRPOModule(L.LightningModule):
-    """GRPO with the knobs of TRL / verl (grpo.md): advantage kind and scaling, clip-higher, loss normalisation,
+    """GRPO with the knobs of TRL / verl (docs/grpo.md): advantage kind and scaling, clip-higher, loss normalisation,
     KL estimator and coefficient (no reference copy when 0), entropy bonus, truncation masking, soft overlong
     penalty, dynamic sampling of zero-variance groups, and a reward-collapse canary."""
 
@@ -563,7 +563,7 @@ def eval_stats(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]
 
 
 def eval_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """`eval/<task>/reward` (+ `/ci95`, `/n`) and `eval/reward` over every eval prompt (DESIGN.md §5)."""
+    """`eval/<task>/reward` (+ `/ci95`, `/n`) and `eval/reward` over every eval prompt (docs/metrics.md, eval/*)."""
     metrics: dict[str, float] = {}
     for task, stat in eval_stats(rows).items():
         prefix = "eval" if task == "all" else f"eval/{task}"

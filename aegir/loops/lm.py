@@ -1,4 +1,4 @@
-"""Lightning module for byte-level language modelling (pretraining now, SFT later): next-byte cross-entropy.
+"""Lightning module for byte-level pretraining (SFT is aegir/loops/sft.py): next-byte cross-entropy.
 
 Only orchestration lives here: the model is any module mapping ids [B, T] to (logits [B, T, V], state), the data
 are byte windows from `aegir.tasks.pretrain.windows`, the schedule is a pure function below.
@@ -113,7 +113,7 @@ def auxiliary_loss(model: nn.Module) -> torch.Tensor | None:
 
 
 def chunk_metrics(stages: Sequence[Any]) -> dict[str, float]:
-    """Per-stage router statistics (outer stage = 0) under their DESIGN.md §5 names: boundary_frac (F), mean_prob
+    """Per-stage router statistics (outer stage = 0) under their docs/metrics.md names: boundary_frac (F), mean_prob
     (G), realised compression (1/F), the unweighted ratio loss, and degenerate (1 if the stage marked every
     position or none but the forced first ones, else 0). `stages` are aegir.models.hnet.StageStats."""
     metrics: dict[str, float] = {}

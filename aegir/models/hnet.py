@@ -1,4 +1,5 @@
-"""H-Net dynamic chunking over RWKV-7 stacks (model.md §1): a hierarchical byte LM that learns where to chunk.
+"""H-Net dynamic chunking over RWKV-7 stacks: a hierarchical byte LM that learns where to chunk. The equations are in
+docs/models.md, H-Net; the steps named below ("step 2", ...) are those of its "One stage" section.
 
 Each non-innermost stage runs an encoder over its sequence, a router marks boundaries where adjacent encoder states
 differ (cosine of identity-initialised projections), the boundary positions alone go to the inner stage, and the
@@ -13,7 +14,7 @@ Two execution paths share the parameters and must agree to fp32 rounding (tests/
   Python iteration per block). With a carried state, `forward` continues a sequence; the state it returns is exact
   per row: stacks whose rows end before the padded length are re-run on each row group's valid prefix (only when a
   state is requested, i.e. prefill / continuation, never in a plain training step).
-- `step`: one byte per row for batched generation (§1.9). The outer encoder and decoder step every byte; a row's
+- `step`: one byte per row for batched generation. The outer encoder and decoder step every byte; a row's
   inner stages and dechunk EMA advance only when its router fires. All rows are computed and committed per row with
   `where(mask, new, old)`, so a batch never has to be split.
 """
@@ -36,7 +37,7 @@ from aegir.models.rwkv7 import RWKV7Stack, RWKV7State
 
 KNOWN_LETTERS = {"w": "RWKV-7 block (TimeMix + relu^2 4x ChannelMix)"}
 EMA_BLOCK = 64  # chunks per closed-form block of the dechunk EMA: [B, 64, 64] weights, L / 64 sequential steps
-PROB_EPS = 1e-4  # the EMA clamps P to [eps, 1 - eps] (§1.4), so a chunk never fully ignores or erases the past
+PROB_EPS = 1e-4  # the EMA clamps P to [eps, 1 - eps] (dechunk), so a chunk never fully ignores or erases the past
 _MIN_LOG_WEIGHT = -60.0  # EMA weights below e^-60 are exact zeros (see ema_scan)
 _CODE = re.compile(r"([A-Za-z])(\d+)")
 
@@ -100,7 +101,7 @@ def parse_stack(code: str, where: str) -> StackSpec:
 def parse_layout(arch_layout: Sequence[Any], d_model: Sequence[int]) -> StageSpec:
     """Nested [encoder, inner, decoder] lists down to [main] -> a StageSpec tree; d_model has one width per stage.
 
-    Inner stages may only be as wide or wider than their parent (the widening is a learned pad, §1.7).
+    Inner stages may only be as wide or wider than their parent (the widening is a learned pad).
     """
 
     def build(layout: Any, stage: int) -> StageSpec:
@@ -259,7 +260,7 @@ class Isotropic(nn.Module):
 
 
 class RoutingModule(nn.Module):
-    """Boundary probabilities from the cosine of adjacent projected encoder states (§1.2).
+    """Boundary probabilities from the cosine of adjacent projected encoder states (step 2).
 
     p_t = clamp((1 - cos(q(h_{t-1}), k(h_t))) / 2, 0, 1): q reads the previous state, k the current one (the
     official code's order). q and k start as identities, so initially a boundary marks a direction change of h.
@@ -297,7 +298,7 @@ class RoutingModule(nn.Module):
 
 
 class ChunkLayer(nn.Module):
-    """Downsampling by selection (§1.3): each row's boundary positions, left-packed and right-padded."""
+    """Downsampling by selection (step 3): each row's boundary positions, left-packed and right-padded."""
 
     def forward(self, h: Tensor, boundary: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """h [B, L, d], boundary [B, L] bool -> (chunks [B, M, d], counts [B], index [B, M]) with M = max count.
@@ -344,7 +345,7 @@ def ema_scan(values: Tensor, probs: Tensor, initial: Tensor, block: int = EMA_BL
 
 
 class DeChunkLayer(nn.Module):
-    """Upsampling (§1.4): an EMA over chunk outputs weighted by their boundary probabilities, held between
+    """Upsampling (step 5): an EMA over chunk outputs weighted by their boundary probabilities, held between
     boundaries. Smoothing lets the router's probabilities shape the output, a gradient path besides the STE."""
 
     def forward(
@@ -371,7 +372,7 @@ class DeChunkLayer(nn.Module):
 
 
 def straight_through_confidence(p: Tensor, boundary: Tensor) -> Tensor:
-    """STE(c), c = p on boundaries and 1 - p elsewhere (§1.5): exactly 1 forward, gradient dL/dc to the router.
+    """STE(c), c = p on boundaries and 1 - p elsewhere (step 6): exactly 1 forward, gradient dL/dc to the router.
 
     (c - sg(c)) is exactly 0, so the forward value is bit-exact 1 and the decoder input equals step()'s.
     """
@@ -380,7 +381,7 @@ def straight_through_confidence(p: Tensor, boundary: Tensor) -> Tensor:
 
 
 def ratio_loss(boundary_frac: Tensor, mean_prob: Tensor, target: float) -> Tensor:
-    """N/(N-1) ((N-1) F G + (1-F)(1-G)) (§1.6): 1 at F = G = 1/N; the gradient flows through G only."""
+    """N/(N-1) ((N-1) F G + (1-F)(1-G)) (Ratio loss): 1 at F = G = 1/N; the gradient flows through G only."""
     n = target
     return n / (n - 1) * ((n - 1) * boundary_frac * mean_prob + (1 - boundary_frac) * (1 - mean_prob))
 
@@ -426,7 +427,7 @@ class HNetAux:
 
 
 class HNetStage(nn.Module):
-    """A non-innermost stage: encoder -> route -> chunk -> inner -> dechunk -> STE + residual -> decoder (§1.1)."""
+    """A non-innermost stage: encoder -> route -> chunk -> inner -> dechunk -> STE + residual -> decoder (One stage)."""
 
     def __init__(
         self, spec: StageSpec, head_size: int, targets: Sequence[float], outermost: bool = True
@@ -448,7 +449,7 @@ class HNetStage(nn.Module):
         self.decoder = Isotropic(spec.decoder, d, head_size, final_norm=not outermost)
         # Zero weight: at init the decoder sees only the upsampled inner output (the residual is the bias).
         self.residual_proj = nn.Linear(d, d)
-        # Learned filler for the extra inner channels when the inner stage is wider (§1.7); sliced off on return.
+        # Learned filler for the extra inner channels when the inner stage is wider (step 4); sliced off on return.
         self.pad_dimension = nn.Parameter(torch.zeros(d_inner - d)) if d_inner > d else None
         with torch.no_grad():
             self.residual_proj.weight.zero_()
@@ -560,7 +561,7 @@ class HNetLM(nn.Module):
         self.ln_out = nn.LayerNorm(width)
         self.head = None if tie_embeddings else nn.Linear(width, vocab_size, bias=False)
         self.last_aux: HNetAux | None = None
-        with torch.no_grad():  # ByteLM's init (model.md §2.3): the first encoder block's ln0 rescales the embedding
+        with torch.no_grad():  # ByteLM's init (docs/models.md, Initialisation): ln0 rescales the embedding
             nn.init.uniform_(self.emb.weight, -1e-4, 1e-4)
             if self.head is not None:
                 gain = 0.5 * math.sqrt(vocab_size / width) if vocab_size > width else 0.5

@@ -78,9 +78,10 @@ def continue_sampling(step: Callable[[Tensor, Any], tuple[Tensor, Any]], prompt_
 class ByteLM(nn.Module):
     """RWKV-7 language model over a small vocabulary (bytes + specials), with an optionally tied head.
 
-    Init follows BlinkDL (model.md §2.3): embedding U(±1e-4) (the first block's ln0 rescales it), untied head
-    orthogonal with gain 0.5·sqrt(V/C) (0.5 when V <= C). With a tied head the initial logits are ~0, i.e. a uniform
-    prediction; the head/embedding gradient is O(1), so training leaves that point at once (see tests/unit/test_lm.py).
+    Init follows BlinkDL (docs/models.md, Initialisation): embedding U(±1e-4) (the first block's ln0 rescales it),
+    untied head orthogonal with gain 0.5·sqrt(V/C) (0.5 when V <= C). With a tied head the initial logits are ~0,
+    i.e. a uniform prediction; the head/embedding gradient is O(1), so training leaves that point at once (see
+    tests/unit/test_lm.py).
     """
 
     def __init__(

@@ -1,4 +1,4 @@
-"""RWKV-7 "Goose" in pure PyTorch (model.md §2): the WKV recurrence, time/channel mixing, blocks and a stack.
+"""RWKV-7 "Goose" in pure PyTorch (docs/models.md, RWKV-7): the WKV recurrence, time/channel mixing, blocks and a stack.
 
 The WKV state of one head is S in R^{N_v x N_k} (BlinkDL layout, S[v_index, k_index], kept in fp32) and evolves as
 
@@ -280,7 +280,7 @@ def wkv(
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Initialisation helpers (model.md §2.3)
+# Initialisation helpers (docs/models.md, Initialisation)
 # ----------------------------------------------------------------------------------------------------------------------
 
 
@@ -323,7 +323,7 @@ def _lora(
 
 
 class TimeMix(nn.Module):
-    """RWKV-7 time mixing (attention replacement), model.md §2.1, with the §2.3 init.
+    """RWKV-7 time mixing (attention replacement): docs/models.md, Time mixing (init: its Initialisation).
 
     Layer 0 of a stack has no value-residual LoRA (v0/v1/v2): it *defines* v_first, so those parameters would be
     unused (as in fla); every other parameter and init follows BlinkDL's simplified trainer.
@@ -443,7 +443,7 @@ class TimeMix(nn.Module):
 
 
 class ChannelMix(nn.Module):
-    """RWKV-7 channel mixing: a token-shifted relu^2 MLP with hidden size 4C (model.md §2.2)."""
+    """RWKV-7 channel mixing: a token-shifted relu^2 MLP with hidden size 4C (docs/models.md, Channel mixing)."""
 
     def __init__(self, d_model: int, layer_id: int, n_layers: int) -> None:
         super().__init__()

@@ -1,4 +1,4 @@
-"""A Lightning logger that appends every logged scalar to the run's history.jsonl (DESIGN.md §4)."""
+"""A Lightning logger that appends every logged scalar to the run's history.jsonl (docs/run_directory.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """TensorBoard HParams records: every run writes its flattened hyperparameters with its final metrics, so the
 HParams view compares all runs of a sweep; replicates of one configuration share a `group_name` (the config hash
-without the seed), so TensorBoard groups seeds and can show their mean / min / max (reference/framework.md §6.2).
+without the seed), so TensorBoard groups seeds and can show their mean / min / max.
 """
 
 from __future__ import annotations

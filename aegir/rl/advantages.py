@@ -5,7 +5,7 @@ Layout convention: rewards are ``[n_groups, group_size]`` -- row g holds the G c
 ``[n_groups, group_size, K]``. Groups never span ranks, so every function here works on a local batch of whole
 groups; "batch" statistics are statistics of that local batch.
 
-Conventions (shared/reference/grpo.md §1.2, §8.1):
+Conventions (docs/grpo.md, Advantages):
 - std is Bessel-corrected (unbiased, ddof=1), as TRL's ``nanstd``/``torch.std``; hence ``group_size >= 2``.
 - eps = 1e-4 by default (TRL), added to the std, not to the variance.
 - NaN means "this reward does not apply to this completion" (TRL's None -> NaN). A NaN reward is left out of
@@ -62,7 +62,7 @@ def _nan_stats(values: Tensor, dim: int | None) -> tuple[Tensor, Tensor, Tensor]
 
 
 def group_advantages(rewards: Tensor, scale_rewards: ScaleRewards = "group", eps: float = DEFAULT_EPS) -> Tensor:
-    """TRL ``sum_then_normalize`` advantage (grpo.md §1.2; Dr. GRPO §4.2; Lite-PPO = "batch").
+    """TRL ``sum_then_normalize`` advantage (docs/grpo.md, grpo; Dr. GRPO = "none"; Lite-PPO = "batch").
 
     A_i = r_i − μ_g, then
       "group": A_i / (σ_g + eps)       σ_g = unbiased std of the group   (DeepSeekMath GRPO)
@@ -86,7 +86,7 @@ def group_advantages(rewards: Tensor, scale_rewards: ScaleRewards = "group", eps
 
 
 def gdpo_advantages(component_rewards: Tensor, weights: Tensor | None = None, eps: float = DEFAULT_EPS) -> Tensor:
-    """GDPO / TRL ``normalize_then_sum`` (grpo.md §4.4, §1.2): normalise each reward within its group, sum, then
+    """GDPO / TRL ``normalize_then_sum`` (docs/grpo.md, gdpo): normalise each reward within its group, sum, then
     normalise over the batch, so distinct reward combinations keep distinct advantages.
 
     Â_{g,i,k} = (R_{g,i,k} − mean_i R_{g,·,k}) / (std_i R_{g,·,k} + eps)     per component k, within group g
@@ -116,7 +116,7 @@ def gdpo_advantages(component_rewards: Tensor, weights: Tensor | None = None, ep
 
 
 def rloo_advantages(rewards: Tensor) -> Tensor:
-    """REINFORCE leave-one-out (grpo.md §2.2, verl ``rloo``): each completion's baseline is the mean reward of the
+    """REINFORCE leave-one-out (docs/grpo.md, rloo; verl ``rloo``): each completion's baseline is the mean reward of the
     *other* G−1 completions of its group, which keeps the baseline independent of the sample it scores.
 
     A_i = r_i − (Σ_{j≠i} r_j)/(G−1) = G/(G−1) · (r_i − μ_g)      (no std scaling, no extra factor)
@@ -158,7 +158,7 @@ def frac_zero_std(rewards: Tensor, atol: float = 1e-6) -> float:
 
 
 def combine_components(component_rewards: Tensor, weights: Tensor | None = None) -> Tensor:
-    """Weighted sum over the reward axis, r_i = Σ_k w_k R_{i,k} (TRL ``sum_then_normalize``, grpo.md §1.2):
+    """Weighted sum over the reward axis, r_i = Σ_k w_k R_{i,k} (TRL ``sum_then_normalize``):
     ``[n_groups, G, K] -> [n_groups, G]``; a 2-D input is already a single reward and is returned unchanged.
     NaN (not applicable) components drop out of the sum; a completion none of whose components applies gets NaN."""
     if component_rewards.ndim == 2:

@@ -3,7 +3,7 @@ DAPO length tools (overlong filtering, soft overlong punishment). Pure tensor fu
 
 Shapes: B sequences × T completion tokens. ``logp``, ``old_logp``, ``ref_logp``, ``entropy`` and ``mask`` are
 ``[B, T]`` (log-probs of the sampled tokens; mask 1 on completion tokens that count); ``advantages`` is ``[B]``
-(one scalar per sequence, broadcast over its tokens, grpo.md §1.2).
+(one scalar per sequence, broadcast over its tokens; docs/grpo.md, Advantages).
 
 Accumulation contract: the caller *sums* the micro-batch losses of a generation batch (plain backward() per
 micro-batch) and every normaliser refers to the whole batch, so an uneven last micro-batch weighs each sequence
@@ -34,7 +34,7 @@ ImportanceSamplingLevel = Literal["token", "sequence"]
 
 
 def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: KLKind = "k3") -> Tensor:
-    """Per-token estimate of KL(π_θ ‖ π_ref) from tokens sampled from π_θ (grpo.md §1.3 step 4, §2.4, §4.1).
+    """Per-token estimate of KL(π_θ ‖ π_ref) from tokens sampled from π_θ (docs/grpo.md, KL estimators).
 
     With d = logπ_ref − logπ_θ:
       k1 ("kl")         = −d = logπ_θ − logπ_ref            unbiased, high variance, can be negative
@@ -54,7 +54,7 @@ def kl_estimate(logp: Tensor, ref_logp: Tensor, kind: KLKind = "k3") -> Tensor:
 
 def mask_truncated(mask: Tensor, truncated: Tensor) -> Tensor:
     """Zero the loss mask of completions that hit the length limit (TRL ``mask_truncated_completions``, DAPO
-    overlong filtering, grpo.md §1.1, §4.3): a truncated answer is not evidence of a bad answer. The rewards of
+    overlong filtering; docs/grpo.md, Rewards): a truncated answer is not evidence of a bad answer. The rewards of
     such completions still count in their group's baseline; only their tokens leave the loss."""
     if truncated.shape != mask.shape[:1]:
         raise ValueError(f"truncated must have shape ({mask.shape[0]},), got {tuple(truncated.shape)}")
@@ -62,7 +62,7 @@ def mask_truncated(mask: Tensor, truncated: Tensor) -> Tensor:
 
 
 def soft_overlong_penalty(lengths: Tensor, max_len: int, cache_len: int) -> Tensor:
-    """DAPO soft overlong punishment (grpo.md §4.3; TRL ``get_soft_overlong_punishment``), a reward *added* to
+    """DAPO soft overlong punishment (docs/grpo.md, Rewards; TRL ``get_soft_overlong_punishment``), a reward *added* to
     the task reward; it ramps linearly to −1 over the last ``cache_len`` tokens instead of a cliff at ``max_len``.
 
       R(|y|) = 0                                   if |y| ≤ L_max − L_cache
@@ -136,7 +136,7 @@ def policy_loss(logp: Tensor, old_logp: Tensor, advantages: Tensor, mask: Tensor
                 importance_sampling_level: ImportanceSamplingLevel = "token", delta: float | None = None,
                 top_entropy_quantile: float = 1.0, entropy_threshold: float | Tensor | None = None
                 ) -> tuple[Tensor, dict[str, Tensor]]:
-    """Clipped-surrogate GRPO loss for one micro-batch (grpo.md §1.3, §2.3, §4.3 clip-higher).
+    """Clipped-surrogate GRPO loss for one micro-batch (docs/grpo.md, The policy loss).
 
     Per token, with A broadcast over the sequence and log r_t = logπ_θ − logπ_old:
       ρ = exp(log r_t)                              importance_sampling_level "token"

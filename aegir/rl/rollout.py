@@ -1,10 +1,11 @@
-"""Rollouts for GRPO: sample `group_size` completions per prompt with the recurrent state, and score completions'
-log-probabilities under a policy by teacher forcing.
+"""Rollouts for GRPO on the byte models (RWKV-7, H-Net): sample `group_size` completions per prompt with the
+recurrent state, and score completions' log-probabilities under a policy by teacher forcing. Hugging Face policies
+sample with their KV cache (aegir/models/hf_policy.py) and share `RolloutBatch` and `score_completion_logits`.
 
 Each distinct prompt is prefilled once (one chunked forward per prompt length) and its state is repeated for its
 group, so a group of G samples costs one prompt pass plus G rows of O(1)-per-token decoding. Log-probabilities are
 computed on logits / temperature over the allowed vocabulary, the distribution the sampler drew from (the TRL
-convention, grpo.md §1.1), so the importance ratio starts at exactly 1 on-policy.
+convention; docs/grpo.md, Rollouts), so the importance ratio starts at exactly 1 on-policy.
 """
 
 from __future__ import annotations

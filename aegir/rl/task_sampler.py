@@ -11,7 +11,7 @@ Kinds (``build_task_sampler``):
 * ``improvement`` -- ``ImprovementAwareSampler``: a heuristic that boosts tasks whose eval reward stalls and damps
   tasks that improve quickly, within ``[floor, cap]``.
 * ``mt_grpo`` -- ``MTGRPOSampler``: MT-GRPO's improvement-aware weight update (IWU) and ratio-preserving (RP)
-  sampler, shared/reference/grpo.md §4.5.
+  sampler, docs/grpo.md, Multi-task prompt mix.
 
 Config mistakes (unknown kind or key, bad hyperparameter, a checkpoint for other tasks) raise ``InputError``;
 wrong calls from the trainer (missing task reward, steps going backwards) raise ``ValueError``.
@@ -304,7 +304,8 @@ class ImprovementAwareSampler(TaskSampler):
 
 
 class MTGRPOSampler(TaskSampler):
-    """MT-GRPO task weighting (grpo.md §4.5): IWU on softmax logits plus the ratio-preserving sampler.
+    """MT-GRPO task weighting: IWU on softmax logits plus the ratio-preserving sampler (docs/grpo.md, Multi-task
+    prompt mix).
 
     **IWU** (Subroutine 1), with logits ``ξ`` and weights ``z = softmax(ξ)``:
 

@@ -56,6 +56,7 @@ def test_audit_writes_a_sheet_of_real_completions_then_judges_it(tmp_path: Path)
     assert failed.returncode == 3 and "FAILED" in failed.stdout and "-1.000 <= min_rho 0.70" in failed.stdout
 
 
+@pytest.mark.slow
 def test_training_refuses_to_start_without_a_passing_audit(tmp_path: Path) -> None:
     sheet = tmp_path / "sheet.csv"
     common = ["+experiment=pretrain_smoke", f"paths.output_root={tmp_path / 'outputs'}", "audit.required=true",

@@ -76,6 +76,7 @@ def test_short_cta_fine_tune_writes_metrics_liveness_and_gates(compose, tmp_path
         assert tag in events.Tags()["scalars"], tag
 
 
+@pytest.mark.slow
 def test_cli_required_failing_gate_exits_3_after_saving(tmp_path: Path) -> None:
     result = run_cli(["+experiment=cta_from_scratch", *CTA_FAST, "trainer.max_steps=3", f"paths.output_root={tmp_path}/o",
                       "gates.required=true", "gates.live_macro_f1.value=1.01"], cwd=tmp_path, timeout=600)
@@ -88,6 +89,7 @@ def test_cli_required_failing_gate_exits_3_after_saving(tmp_path: Path) -> None:
     assert "gate live_macro_f1: FAIL" in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_cta_liveness_without_checkpoint_exits_2_with_one_line(tmp_path: Path) -> None:
     result = run_cli(["+experiment=cta_liveness", *CTA_FAST, f"paths.output_root={tmp_path}/o"], cwd=tmp_path,
                      timeout=300)
@@ -131,7 +133,7 @@ def test_pretrain_then_cta_chains_the_stages(compose, tmp_path: Path) -> None:
 
 
 def test_hnet_backbone_fine_tunes_with_chunk_statistics(compose, tmp_path: Path) -> None:
-    overrides = ["task=cta", "algo=classify", "model=nano", "objective.metric=val/macro_f1", "objective.mode=max",
+    overrides = ["task=cta", "algo=classify", "model=hnet_nano", "objective.metric=val/macro_f1", "objective.mode=max",
                  *CTA_FAST, "model.d_model=[32,32,32]", "trainer.max_steps=2", "trainer.val_check_interval=2",
                  "task.eval_test=false", "algo.pooling=last", f"paths.output_root={tmp_path / 'o'}"]
     overrides = [o for o in overrides if o not in ("model.d_model=32", "model.n_layers=1", "model.head_size=32")]

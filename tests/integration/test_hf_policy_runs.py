@@ -29,6 +29,7 @@ def hf_grpo(model_dir: Path, *extra: str) -> list[str]:
         "objective.metric=eval/reward", "objective.mode=max", *extra]
 
 
+@pytest.mark.slow
 def test_hf_lora_grpo_run_end_to_end(tmp_path: Path, hf_tiny_dir: Path) -> None:
     run_dir = tmp_path / "run"
     result = run_cli([*hf_grpo(hf_tiny_dir), f"hydra.run.dir={run_dir}"], cwd=tmp_path, timeout=600)
@@ -61,6 +62,7 @@ def test_hf_lora_grpo_run_end_to_end(tmp_path: Path, hf_tiny_dir: Path) -> None:
     assert '"completion"' in first and '"reward"' in first
 
 
+@pytest.mark.slow
 def test_export_cli_adapter_and_merged_model_agree(tmp_path: Path, hf_tiny_dir: Path) -> None:
     """A LoRA SFT run (every step has a gradient, unlike GRPO on groups of equal rewards) exported both ways."""
     run_dir = tmp_path / "run"
@@ -92,6 +94,7 @@ def test_export_cli_adapter_and_merged_model_agree(tmp_path: Path, hf_tiny_dir: 
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_v42_without_weights_is_one_line_and_leaves_no_run(tmp_path: Path) -> None:
     result = run_cli(["+experiment=v42", "seed=123", f"paths.output_root={tmp_path / 'out'}"], cwd=tmp_path,
                      timeout=300, env={"HF_HUB_OFFLINE": "1"})
@@ -101,6 +104,7 @@ def test_v42_without_weights_is_one_line_and_leaves_no_run(tmp_path: Path) -> No
     assert not list((tmp_path / "out").rglob("metadata.json"))
 
 
+@pytest.mark.slow
 def test_v42_composes_and_starts_on_a_local_model(tmp_path: Path, hf_tiny_dir: Path) -> None:
     """The real recipe (GPU, bf16, 1500 steps) pointed at the tiny model and cut to two CPU steps."""
     run_dir = tmp_path / "v42"

@@ -29,15 +29,15 @@ def _single_run_dir(root: Path) -> Path:
 
 
 def test_nano_hnet_pretraining_records_chunk_statistics(compose, tmp_path: Path, caplog) -> None:
-    overrides = ["model=nano", *FAST_HNET, f"paths.output_root={tmp_path / 'outputs'}"]
+    overrides = ["model=hnet_nano", *FAST_HNET, f"paths.output_root={tmp_path / 'outputs'}"]
     with caplog.at_level("INFO", logger="aegir"):
         objective = run(compose(overrides, fast=False), overrides=overrides)
     paths = RunPaths(_single_run_dir(tmp_path / "outputs"))
 
     metadata = read_json(paths.metadata)
     expected = count_parameters(build_model(validate(compose(overrides, fast=False)).model))
-    assert metadata["model"] == {"arch": "hnet", "name": "nano", "n_parameters": expected}
-    assert f"model nano (hnet): {expected:,} parameters" in caplog.text
+    assert metadata["model"] == {"arch": "hnet", "name": "hnet_nano", "n_parameters": expected}
+    assert f"model hnet_nano (hnet): {expected:,} parameters" in caplog.text
 
     history = read_history(paths.history)
     assert len(history["train/loss"]) == 6 and "train/ratio_loss" in history and "perf/bytes_per_s" in history
@@ -67,9 +67,10 @@ def test_nano_hnet_pretraining_records_chunk_statistics(compose, tmp_path: Path,
         assert tag in tags, (tag, tags)
 
 
+@pytest.mark.slow
 def test_unknown_layer_letter_exits_2_with_one_line(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = run_cli(["model=nano", "model.arch_layout=[w1,[w1,[q2],w1],w1]", *FAST_HNET,
+    result = run_cli(["model=hnet_nano", "model.arch_layout=[w1,[w1,[q2],w1],w1]", *FAST_HNET,
                       f"paths.output_root={out}"], cwd=tmp_path, timeout=300)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -81,7 +82,7 @@ def test_unknown_layer_letter_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_comparison_experiment_pairs_models_of_similar_size_on_the_same_budget(compose) -> None:
     experiment = OmegaConf.load(ROOT / "conf" / "experiment" / "pretrain_hnet_vs_rwkv7.yaml")
     models = str(experiment.hydra.sweeper.params.model).split(",")  # what `-m` sweeps when not overridden
-    assert models == ["nano", "rwkv7_nano"]
+    assert models == ["hnet_nano", "rwkv7_nano"]
     cfgs = [validate(compose(["+experiment=pretrain_hnet_vs_rwkv7", f"model={m}"], fast=False)) for m in models]
     assert [c.model.arch for c in cfgs] == ["hnet", "rwkv7"]
     counts = [count_parameters(build_model(c.model)) for c in cfgs]
@@ -99,10 +100,10 @@ def test_comparison_multirun_summarises_both_models(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     summaries = {read_json(p.parent / "metadata.json")["model"]["name"]: read_json(p)
                  for p in sweep.rglob("summary.json")}
-    assert set(summaries) == {"nano", "rwkv7_nano"}
+    assert set(summaries) == {"hnet_nano", "rwkv7_nano"}
     for summary in summaries.values():
         assert summary["metrics"]["val/bpb"] > 0 and summary["metrics"]["perf/bytes_per_s"] > 0
         assert summary["metric_stats"]["val/bpb"]["ci95"] > 0
-    assert "chunk/stage0/compression" in summaries["nano"]["metrics"]
+    assert "chunk/stage0/compression" in summaries["hnet_nano"]["metrics"]
     rows = list(csv.DictReader((sweep / "aggregate.csv").open()))
     assert {r["metric"] for r in rows} >= {"val/bpb", "perf/bytes_per_s"}

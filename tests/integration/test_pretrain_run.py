@@ -129,6 +129,7 @@ def test_user_corpus_files(compose, tmp_path: Path) -> None:
     assert metadata["data"]["corpus"]["source"] == "files" and metadata["data"]["corpus"]["path"] == str(corpus)
 
 
+@pytest.mark.slow
 def test_cli_bad_data_file_exits_2_naming_file_and_line(tmp_path: Path) -> None:
     corpus = tmp_path / "bad.jsonl"
     corpus.write_text('{"text": "fine"}\n{"text": 3}\n')
@@ -140,6 +141,7 @@ def test_cli_bad_data_file_exits_2_naming_file_and_line(tmp_path: Path) -> None:
     assert not list((tmp_path / "o").rglob("metadata.json")) if (tmp_path / "o").exists() else True
 
 
+@pytest.mark.slow
 def test_cli_missing_pretrained_checkpoint_exits_2(tmp_path: Path) -> None:
     result = run_cli([*FAST, f"model.pretrained={tmp_path}/nope.ckpt", f"paths.output_root={tmp_path}/o"],
                      cwd=tmp_path, timeout=300)

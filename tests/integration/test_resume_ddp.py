@@ -41,6 +41,7 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path: Path) -> None:
     assert sa["steps"] == sb["steps"] == 30
 
 
+@pytest.mark.slow
 def test_resume_without_a_checkpoint_is_an_input_error(tmp_path: Path) -> None:
     result = run_cli([*FAST, "resume=true", f"hydra.run.dir={tmp_path / 'fresh'}"], cwd=tmp_path, timeout=300)
     assert result.returncode == 2

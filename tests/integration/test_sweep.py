@@ -95,6 +95,7 @@ def test_command_line_sets_spec_keys_and_run_overrides(tmp_path: Path) -> None:
         load_spec(_spec(tmp_path, "cli2"), ["sweep.sampler=grid"])
 
 
+@pytest.mark.slow
 def test_a_wrong_override_stops_the_sweep_before_any_trial(tmp_path: Path) -> None:
     path = _spec(tmp_path, "wrong")
     with pytest.raises(InputError, match="trainer.max_stepz"):

@@ -1,4 +1,4 @@
-"""Hand-computed oracles for aegir.rl.advantages (grpo.md §1.2, §2.2, §4.2, §4.4).
+"""Hand-computed oracles for aegir.rl.advantages (docs/grpo.md, Advantages).
 
 Running example: rewards [[1, 0, 0, 1], [2, 2, 2, 2]].
 - group 0: mean 0.5, deviations ±0.5, unbiased std sqrt(1/3) = 0.5773503 -> ±0.5 / (0.5773503 + 1e-4) = ±0.8658754

@@ -67,7 +67,7 @@ def test_rankme_two_singular_values_hand_computed() -> None:
 def test_rankme_centred_sees_noise_uncentred_sees_collapse() -> None:
     x = collapsed()
     assert rankme(x) < 1.05
-    assert rankme(x, centered=True) > 20.0  # model.md §4.2 caveat: isotropic noise reads as high rank
+    assert rankme(x, centered=True) > 20.0  # caveat: isotropic noise reads as high rank
     assert rankme(np.zeros((5, 3))) == 0.0
 
 

@@ -79,7 +79,7 @@ def test_allowed_keys_walks_nested_sections() -> None:
 @pytest.mark.parametrize("args,fragment", [
     (["trainer.max_stepz=10"], "config error: trainer.max_stepz: unknown key; allowed keys here:"),
     (["trainer.max_steps=ten"], "config error: trainer.max_steps:"),
-    (["model=rwkv7_huge"], "config error: model=rwkv7_huge: no such config; available: base, hf, hf_tiny, nano, "),
+    (["model=rwkv7_huge"], "config error: model=rwkv7_huge: no such config; available: hf, hf_tiny, hnet_base, hnet_nano, "),
     (["+experiment=nope"], "config error: experiment=nope: no such config"),
 ])
 def test_cli_input_errors_exit_2_with_one_line_and_leave_no_run(tmp_path: Path, args: list[str],

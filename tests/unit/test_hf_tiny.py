@@ -115,6 +115,7 @@ def test_assistant_mask_covers_content_and_im_end(tokenizer) -> None:
     assert all(mask[first:first + len(masked)]) and not any(mask[first + len(masked):])  # one contiguous span
 
 
+@pytest.mark.slow
 def test_cli_build_is_byte_identical(tiny_dir: Path, tmp_path: Path) -> None:
     result = _cli(tmp_path / "again", "--data-seed", "0")
     assert result.returncode == 0, result.stderr

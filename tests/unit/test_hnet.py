@@ -25,6 +25,7 @@ from aegir.models.hnet import (
 )
 
 VOCAB = 300
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread, not thread hand-offs per op
 TINY = ([128, 192, 192], ["w2", ["w2", ["w4"], "w2"], "w2"])
 SMALL = ([256, 384, 384], ["w4", ["w4", ["w8"], "w4"], "w4"])
 
@@ -293,10 +294,10 @@ def test_nano_hnet_fits_repeated_text() -> None:
     torch.manual_seed(0)
     model = HNetLM(VOCAB, [64, 96], ["w1", ["w2"], "w1"], head_size=32, target_compression=[3.0])
     data = torch.tensor(list(b"the quick brown fox jumps over the lazy dog. " * 8))
-    batch = torch.stack([data[i : i + 65] for i in range(0, 40, 5)])  # [8, 65]
+    batch = torch.stack([data[i : i + 33] for i in range(0, 40, 5)])  # [8, 33]: 32 positions, ~10 chunks per row
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
-    for _ in range(100):
+    for _ in range(70):  # the loss is below 0.05x its start by then (0.3x is asserted)
         logits, _ = model(batch[:, :-1])
         lm_loss = F.cross_entropy(logits.reshape(-1, VOCAB), batch[:, 1:].reshape(-1))
         opt.zero_grad()

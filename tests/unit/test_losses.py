@@ -1,4 +1,4 @@
-"""Hand-computed oracles for aegir.rl.losses (grpo.md §1.3–1.5, §2.3–2.4, §4.3), and the invariance proofs: the
+"""Hand-computed oracles for aegir.rl.losses (docs/grpo.md, The policy loss), and the invariance proofs: the
 "dapo" gradient does not depend on micro-batching, gradient accumulation or the number of DDP ranks, and no loss
 type weights the sequences of an uneven last micro-batch differently."""
 

@@ -24,6 +24,7 @@ def _stage(overrides: list[str], name: str):
     return validate(raw)
 
 
+@pytest.mark.slow
 def test_set_wins_over_the_stage_overrides_and_touches_one_stage() -> None:
     overrides = ["+experiment=v42_byte", "++stages.grpo.set.algo.lr=0.001", "++stages.grpo.set.algo.group_size=8"]
     grpo, sft = _stage(overrides, "grpo"), _stage(overrides, "sft")
@@ -49,6 +50,7 @@ def test_values_are_written_in_hydra_grammar(value, text) -> None:
     assert _override_value(value) == text
 
 
+@pytest.mark.slow
 def test_every_point_of_the_v42_grid_configures_the_grpo_stage() -> None:
     spec = load_spec(ROOT / "sweeps" / "v42_grid.yaml")
     assert spec.sampler["name"] == "grid" and spec.metric == "eval/reward"

@@ -20,8 +20,9 @@ User corpora (``load_user_corpus``):
 * a directory -- its ``.txt``/``.jsonl`` files, non-recursive, sorted by name; dotfiles and subdirectories are
   ignored, any other file is an error (a stray ``.json`` is more likely a mistake than something to skip).
 
-Input problems raise ``InputError`` with one line ``<file>:<line>: <what is wrong>``. (pandera is not used: it needs
-pandas, which the environment does not ship, and a per-line loop gives the exact line number for free.)
+Input problems raise ``InputError`` with one line ``<file>:<line>: <what is wrong>``. A plain per-line loop is used
+here rather than a pandera schema (which the SOTAB loader, the commerce user data and the audit sheet use): a text
+corpus has no columns to check, and the loop gives the exact line number for free.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Format (CPA, the pair's object column first, then the table's main/subject colum
 ``[CLS]``/``[SEP]`` are the tokenizer's special ids (``CLS_ID``, ``SEP_ID``), never bytes of text, so no cell
 value can forge them. Everything else is UTF-8 bytes.
 
-Role markers: SOTAB tables have no headers (reference/model.md §3.2), and positional names (``col3``) would
+Role markers: SOTAB tables have no headers, and positional names (``col3``) would
 invent structure, so a column is introduced by its *role* -- ``target:``, ``main:`` or ``context:`` -- in
 plain bytes the model reads like any text. With ``include_headers=True`` and a table that has headers (the
 generated ones do), the header follows the role: ``target [offers.price]: 12.99 | ...``.

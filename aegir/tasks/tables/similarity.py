@@ -1,7 +1,7 @@
 """Offline column similarity: signed, hashed byte n-gram count vectors, L2-normalised; cosine = dot product.
 
 Why this encoder: MMR needs a notion of "these two columns look alike" and we may not download a sentence
-encoder (reference/model.md §5). Byte 3- and 4-grams (the default sizes) capture exactly what separates web-table columns -- formats
+encoder. Byte 3- and 4-grams (the default sizes) capture exactly what separates web-table columns -- formats
 (``@``, ``://``, ``+49``, ``-05-``), units (``kg``, ``min``), vocabularies (``InStock``) -- with no training and
 no vocabulary, and the hashing trick keeps the dimension fixed.
 

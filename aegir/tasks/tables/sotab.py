@@ -1,6 +1,6 @@
 """Loader for the real SOTAB v2 (Schema.org) CTA / CPA files, validated with pandera.
 
-Layout under ``root`` (reference/model.md §3.2; the archives unpack in slightly different ways, so each file is
+Layout under ``root`` (the archives unpack in slightly different ways, so each file is
 looked for in ``root`` and in its sub-directories one level down)::
 
     sotab_v2_cta_training_set.csv          CTA ground truth: table_name, column_index, label
@@ -17,7 +17,7 @@ headers); a JSON array of cells is accepted too. Cells may be strings, numbers, 
 are kept as compact JSON text). A table is looked up in the split's directory next to its CSV, then under
 ``root``, then in the CSV's own directory.
 
-Validation (DESIGN.md §6): every problem is an :class:`~aegir.errors.InputError` with one line naming the file
+Validation: every problem is an :class:`~aegir.errors.InputError` with one line naming the file
 and the line -- a CSV record with the wrong number of fields, a non-integer or negative index, an empty label, a
 duplicate annotation, a table named in a CSV that has no file, an index outside the table, a table annotated in two
 splits, a table line that is not JSON or not a row. Only the first ``max_rows`` rows of a table are read, so a
