@@ -42,7 +42,7 @@ class HNetModelConfig:
     per-stage widths and target_compression are cross-checked by aegir.models.build (one-line InputErrors)."""
 
     arch: str = "hnet"
-    name: str = "nano"
+    name: str = "hnet_nano"
     vocab_size: int = 512
     d_model: list[int] = field(default_factory=lambda: [96, 128, 128])
     arch_layout: list[Any] = field(default_factory=lambda: ["w1", ["w1", ["w1"], "w1"], "w1"])

@@ -309,9 +309,7 @@ def test_config_dataclass_defaults_match_nano_yaml(compose) -> None:
 
     defaults = OmegaConf.to_container(OmegaConf.structured(HNetModelConfig))
     yaml = OmegaConf.to_container(_model_cfg(compose, "hnet_nano"))
-    # `name` is the preset's label, renamed nano -> hnet_nano in conf/model/; the dataclass default of aegir/config.py
-    # follows with the config rework of issue 13 (the YAML value is what every run uses).
-    assert {k: v for k, v in defaults.items() if k != "name"} == {k: v for k, v in yaml.items() if k != "name"}
+    assert defaults == yaml
 
 
 # ----------------------------------------------------------------------------------------------------------------------
