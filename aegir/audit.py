@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from aegir.errors import InputError
+from aegir.exit_status import FINISHED, GATE_FAILED, exit_status
 
 COLUMNS: tuple[str, ...] = ("id", "task", "prompt", "completion", "auto_reward", "human_score")
 SCORE_MIN, SCORE_MAX = 0.0, 10.0
@@ -341,13 +342,10 @@ def format_stats(stats: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the audit sheet, or judge it once it holds human scores (see the module docstring)."""
-    from aegir.errors import INPUT_ERROR_EXIT_CODE
-    from aegir.eval.gates import GATE_FAILED_EXIT_CODE
-
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
         print(__doc__.strip())
-        return 0
+        return FINISHED
     try:
         from hydra.errors import HydraException
 
@@ -368,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if verdict.stats is not None:
                 print(format_stats(verdict.stats))
             print(("PASSED: " if verdict.passed else "FAILED: ") + verdict.reason)
-            return 0 if verdict.passed else GATE_FAILED_EXIT_CODE
+            return FINISHED if verdict.passed else GATE_FAILED
         stage, stage_cfg = rl_stage_config(cfg, args)
         checkpoint = cfg.audit.checkpoint or stage_cfg.model.pretrained
         if checkpoint is None:
@@ -378,12 +376,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_audit_sheet(path, rows, overwrite=bool(cfg.audit.overwrite))
     except InputError as err:
         print(f"aegir.audit: {err}", file=sys.stderr)
-        return INPUT_ERROR_EXIT_CODE
+        return exit_status(err)
     tasks = sorted({r["task"] for r in rows})
     print(f"wrote {len(rows)} completions ({', '.join(tasks)}; stage {stage or 'the run'}, temperature "
           f"{cfg.audit.temperature}) to {path}")
     print("next: fill in human_score (0-10) for every row, then run this command again to compute Spearman rho")
-    return 0
+    return FINISHED
 
 
 if __name__ == "__main__":

@@ -22,19 +22,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from aegir import hydra_resolvers
 from aegir.config import validate
-from aegir.errors import InputError
-from aegir.eval.gates import GATE_FAILED_EXIT_CODE, evaluate_gates, gate_metrics
+from aegir.errors import GateFailedError, InputError
+from aegir.eval.gates import evaluate_gates, gate_metrics
 from aegir.rundir import (HistoryWriter, RunPaths, config_hash, git_state, hardware, package_versions, read_history,
                           read_json, update_json, write_json_atomic)
 
 log = logging.getLogger("aegir")
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-
-class GateFailedError(Exception):
-    """A gate failed under `gates.required=true`; raised after the run directory is complete."""
-
-    exit_code = GATE_FAILED_EXIT_CODE
 
 
 @dataclass

@@ -27,7 +27,8 @@ from typing import Any, Mapping, Sequence
 import yaml
 from lightning.pytorch.callbacks import Callback
 
-from aegir.errors import INPUT_ERROR_EXIT_CODE, InputError
+from aegir.errors import GateFailedError, InputError
+from aegir.exit_status import FINISHED, INPUT_ERROR, exit_status
 
 log = logging.getLogger("aegir")
 SAMPLERS = ("grid", "tpe", "random")
@@ -232,7 +233,7 @@ def run_sweep(spec: SweepSpec) -> Any:
     trials or the grid is exhausted. Returns the study."""
     import optuna
 
-    from aegir.main import GateFailedError, compose_config, run
+    from aegir.main import compose_config, run
 
     scored_stage = preflight(spec)
     study = optuna.create_study(study_name=spec.study_name, storage=make_storage(spec), sampler=make_sampler(spec),
@@ -281,20 +282,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(__doc__.strip())
-        return 0 if args else INPUT_ERROR_EXIT_CODE
+        return FINISHED if args else INPUT_ERROR
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     try:
         spec = load_spec(Path(args[0]), args[1:])
         study = run_sweep(spec)
     except InputError as err:
         print(f"aegir.sweep: {err}", file=sys.stderr)
-        return INPUT_ERROR_EXIT_CODE
+        return exit_status(err)
     print(summarize(study))
     print(f"study directory: {spec.output_dir}")
     print(f"optuna-dashboard sqlite:///{(spec.output_dir / 'study.db').resolve()}" if spec.storage is None
           else f"optuna-dashboard {spec.storage}")
     print(f"tensorboard --logdir {spec.output_dir / 'trials'}")
-    return 0
+    return FINISHED
 
 
 if __name__ == "__main__":
