@@ -10,8 +10,8 @@ simply unscored). Completions may contain newlines (quoted CSV), so "line" in er
 where the record starts, 1-based with the header on line 1 -- what an editor shows.
 
 This module holds the math, the sheet I/O and the command; it imports no torch (the completions come from
-``aegir.audit_generate``), and pandera/scipy only when used, so the trainer can call ``check_audit`` before any
-heavy work.
+``aegir.audit_generate``), and pandera/scipy only when used, so the trainer can call ``require_passing_audit``
+before any heavy work.
 
 Command (the same Hydra overrides as ``run.py``)::
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
 import sys
@@ -39,14 +40,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from hydra.errors import HydraException
 
+from aegir import hydra_resolvers
+from aegir.cli import format_config_error
 from aegir.errors import InputError
 from aegir.exit_status import FINISHED, GATE_FAILED, exit_status
+from aegir.run.compose import compose_config
 
 COLUMNS: tuple[str, ...] = ("id", "task", "prompt", "completion", "auto_reward", "human_score")
 SCORE_MIN, SCORE_MAX = 0.0, 10.0
 MIN_SCORED_FOR_RHO = 3
 AUDIT_COMMAND = "python -m aegir.audit +experiment=<name>"
+log = logging.getLogger("aegir")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -323,6 +329,22 @@ def _judge(path: Path, min_rho: float) -> AuditVerdict:
     )
 
 
+def sheet_path(cfg: Any) -> Path:
+    """`audit.sheet`, or the default <output_root>/audit/<name>_data<data_seed>.csv shared by the CLI and the gate."""
+    if cfg.audit.sheet:
+        return Path(str(cfg.audit.sheet))
+    return Path(str(cfg.paths.output_root)) / "audit" / f"{cfg.name}_data{cfg.data_seed}.csv"
+
+
+def require_passing_audit(cfg: Any) -> None:
+    """The gate a run with `audit.required=true` passes before any training: a reward that disagrees with people
+    is not worth optimising, so a missing, unscored or disagreeing sheet is an InputError."""
+    verdict = check_audit(sheet_path(cfg), float(cfg.audit.min_rho), required=True)
+    if not verdict.passed:
+        raise InputError(f"audit.required: refusing to train: {verdict.reason}")
+    log.info("reward audit: %s", verdict.reason)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Command
 # --------------------------------------------------------------------------------------------------------------
@@ -347,13 +369,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(__doc__.strip())
         return FINISHED
     try:
-        from hydra.errors import HydraException
-
-        from aegir import hydra_resolvers
-        from aegir.audit_generate import generate_audit_rows, rl_stage_config, sheet_path
-        from aegir.cli import format_config_error
+        # Imported here, not at the top: the config schema and the generator import torch, which the sheet math
+        # above and the training run's audit gate (`require_passing_audit`) do not need.
+        from aegir.audit_generate import generate_audit_rows, rl_stage_config
         from aegir.config import validate
-        from aegir.main import compose_config
 
         hydra_resolvers.register()
         try:

@@ -141,7 +141,7 @@ def bench_text(n_bytes: int, seed: int) -> torch.Tensor:
 
 def bench_hnet(args: argparse.Namespace) -> None:
     """H-Net vs a parameter-matched isotropic RWKV-7: training and generation bytes/s, in this process."""
-    from aegir.main import compose_config
+    from aegir.run.compose import compose_config
     from aegir.models.build import build_model
 
     if args.threads:

@@ -25,10 +25,16 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
+from hydra.errors import HydraException
 from lightning.pytorch.callbacks import Callback
+from omegaconf.errors import OmegaConfBaseException
 
+from aegir.cli import format_config_error
+from aegir.config import validate
 from aegir.errors import GateFailedError, InputError
 from aegir.exit_status import FINISHED, INPUT_ERROR, exit_status
+from aegir.main import run
+from aegir.run.compose import compose_config
 
 log = logging.getLogger("aegir")
 SAMPLERS = ("grid", "tpe", "random")
@@ -211,13 +217,6 @@ def preflight(spec: SweepSpec) -> str | None:
     """Compose and validate the first point of the space before the study is touched, so a wrong key or value in
     `base` or on the command line is one InputError line, not one failed trial per point. Returns the scored stage
     (the last of a multi-stage experiment, else None) for `trial_overrides`."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from aegir.cli import format_config_error
-    from aegir.config import validate
-    from aegir.main import compose_config
-
     first = {k: v["choices"][0] if v["type"] == "categorical" else v["low"] for k, v in spec.params.items()}
     try:
         stages = list(compose_config([*spec.base, *spec.extra_overrides]).get("stages") or {})
@@ -232,8 +231,6 @@ def run_sweep(spec: SweepSpec) -> Any:
     """Create or load the study and run trials until it has `n_trials` finished (complete, pruned or failed)
     trials or the grid is exhausted. Returns the study."""
     import optuna
-
-    from aegir.main import compose_config, run
 
     scored_stage = preflight(spec)
     study = optuna.create_study(study_name=spec.study_name, storage=make_storage(spec), sampler=make_sampler(spec),
