@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import torch
 from torch import nn
 
 from aegir.errors import InputError
+from aegir.models.checkpoint import read_state_dict
 from aegir.tokenizer import VOCAB_SIZE
 
 if TYPE_CHECKING:
@@ -108,23 +108,6 @@ def _plain(value: Any) -> Any:
 def count_parameters(model: nn.Module) -> int:
     """Unique parameters (a tied embedding / head counts once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Model weights from a Lightning .ckpt (`model.` / `policy.` prefix stripped) or a plain state-dict file."""
-    if not path.is_file():
-        raise InputError(f"model.pretrained: no such checkpoint file: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a truncated or foreign file: the user's input is wrong
-        raise InputError(f"model.pretrained: cannot read checkpoint {path}: {type(err).__name__}: {err}") from None
-    state = payload.get("state_dict", payload) if isinstance(payload, dict) else None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError(f"model.pretrained: {path} holds no model state dict")
-    for prefix in ("model.", "policy."):  # LM/SFT modules hold `model`, the GRPO module `policy` (+ `ref`)
-        if any(k.startswith(prefix) for k in state):
-            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    return state
 
 
 def load_pretrained(model: nn.Module, path: Path) -> None:
