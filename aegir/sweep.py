@@ -169,7 +169,8 @@ def make_pruner(spec: SweepSpec) -> Any:
 
 def param_overrides(values: Mapping[str, Any]) -> list[str]:
     """Hydra overrides of one trial's parameter values. `stages.<name>.set.<key>` params reach one stage of a
-    multi-stage experiment (aegir.main.stage_overrides) and get `++`: the experiment file does not define the key."""
+    multi-stage experiment (aegir.run.stages.stage_overrides) and get `++`: the experiment file does not define
+    the key."""
     return [f"{'++' if key.startswith('stages.') else ''}{key}={value}" for key, value in values.items()]
 
 
