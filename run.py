@@ -12,7 +12,7 @@ hydra_resolvers.register()
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 @exit_on_user_errors
 def main(cfg: DictConfig) -> float:
-    from aegir.main import run
+    from aegir.main import run  # here, not at the top: it imports torch, which `--help` / `--cfg job` do not need
 
     return run(cfg)
 

@@ -10,8 +10,8 @@ simply unscored). Completions may contain newlines (quoted CSV), so "line" in er
 where the record starts, 1-based with the header on line 1 -- what an editor shows.
 
 This module holds the math, the sheet I/O and the command; it imports no torch (the completions come from
-``aegir.audit_generate``), and pandera/scipy only when used, so the trainer can call ``check_audit`` before any
-heavy work.
+``aegir.audit_generate``), and pandera/scipy only when used, so the trainer can call ``require_passing_audit``
+before any heavy work.
 
 Command (the same Hydra overrides as ``run.py``)::
 
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import math
 import os
 import sys
@@ -39,13 +40,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from hydra.errors import HydraException
 
+from aegir import hydra_resolvers
+from aegir.cli import format_config_error
 from aegir.errors import InputError
+from aegir.exit_status import FINISHED, GATE_FAILED, exit_status
+from aegir.run.compose import compose_config
 
 COLUMNS: tuple[str, ...] = ("id", "task", "prompt", "completion", "auto_reward", "human_score")
 SCORE_MIN, SCORE_MAX = 0.0, 10.0
 MIN_SCORED_FOR_RHO = 3
 AUDIT_COMMAND = "python -m aegir.audit +experiment=<name>"
+log = logging.getLogger("aegir")
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -322,6 +329,22 @@ def _judge(path: Path, min_rho: float) -> AuditVerdict:
     )
 
 
+def sheet_path(cfg: Any) -> Path:
+    """`audit.sheet`, or the default <output_root>/audit/<name>_data<data_seed>.csv shared by the CLI and the gate."""
+    if cfg.audit.sheet:
+        return Path(str(cfg.audit.sheet))
+    return Path(str(cfg.paths.output_root)) / "audit" / f"{cfg.name}_data{cfg.data_seed}.csv"
+
+
+def require_passing_audit(cfg: Any) -> None:
+    """The gate a run with `audit.required=true` passes before any training: a reward that disagrees with people
+    is not worth optimising, so a missing, unscored or disagreeing sheet is an InputError."""
+    verdict = check_audit(sheet_path(cfg), float(cfg.audit.min_rho), required=True)
+    if not verdict.passed:
+        raise InputError(f"audit.required: refusing to train: {verdict.reason}")
+    log.info("reward audit: %s", verdict.reason)
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Command
 # --------------------------------------------------------------------------------------------------------------
@@ -341,21 +364,15 @@ def format_stats(stats: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Write the audit sheet, or judge it once it holds human scores (see the module docstring)."""
-    from aegir.errors import INPUT_ERROR_EXIT_CODE
-    from aegir.eval.gates import GATE_FAILED_EXIT_CODE
-
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
         print(__doc__.strip())
-        return 0
+        return FINISHED
     try:
-        from hydra.errors import HydraException
-
-        from aegir import hydra_resolvers
-        from aegir.audit_generate import generate_audit_rows, rl_stage_config, sheet_path
-        from aegir.cli import format_config_error
+        # Imported here, not at the top: the config schema and the generator import torch, which the sheet math
+        # above and the training run's audit gate (`require_passing_audit`) do not need.
+        from aegir.audit_generate import generate_audit_rows, rl_stage_config
         from aegir.config import validate
-        from aegir.main import compose_config
 
         hydra_resolvers.register()
         try:
@@ -368,7 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if verdict.stats is not None:
                 print(format_stats(verdict.stats))
             print(("PASSED: " if verdict.passed else "FAILED: ") + verdict.reason)
-            return 0 if verdict.passed else GATE_FAILED_EXIT_CODE
+            return FINISHED if verdict.passed else GATE_FAILED
         stage, stage_cfg = rl_stage_config(cfg, args)
         checkpoint = cfg.audit.checkpoint or stage_cfg.model.pretrained
         if checkpoint is None:
@@ -378,12 +395,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_audit_sheet(path, rows, overwrite=bool(cfg.audit.overwrite))
     except InputError as err:
         print(f"aegir.audit: {err}", file=sys.stderr)
-        return INPUT_ERROR_EXIT_CODE
+        return exit_status(err)
     tasks = sorted({r["task"] for r in rows})
     print(f"wrote {len(rows)} completions ({', '.join(tasks)}; stage {stage or 'the run'}, temperature "
           f"{cfg.audit.temperature}) to {path}")
     print("next: fill in human_score (0-10) for every row, then run this command again to compute Spearman rho")
-    return 0
+    return FINISHED
 
 
 if __name__ == "__main__":

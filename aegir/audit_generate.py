@@ -13,28 +13,20 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
+from hydra.errors import HydraException
 from omegaconf import DictConfig, open_dict
 
+from aegir.cli import format_config_error
 from aegir.config import validate
 from aegir.errors import InputError
+from aegir.run.compose import compose_config
+from aegir.rundir import RunPaths
 
 log = logging.getLogger("aegir")
 
 
-def sheet_path(cfg: DictConfig) -> Path:
-    """`audit.sheet`, or the default <output_root>/audit/<name>_data<data_seed>.csv shared by the CLI and the gate."""
-    if cfg.audit.sheet:
-        return Path(str(cfg.audit.sheet))
-    return Path(str(cfg.paths.output_root)) / "audit" / f"{cfg.name}_data{cfg.data_seed}.csv"
-
-
 def rl_stage_config(cfg: DictConfig, overrides: Sequence[str]) -> tuple[str | None, DictConfig]:
     """The validated config whose reward is audited: the run itself if it is GRPO, else its last GRPO stage."""
-    from hydra.errors import HydraException
-
-    from aegir.cli import format_config_error
-    from aegir.main import compose_config
-
     if cfg.algo.name == "grpo" and not cfg.stages:
         return None, cfg
     for name in reversed(list(cfg.stages)):
@@ -74,8 +66,7 @@ def pick_prompts(records: Sequence[Mapping[str, Any]], per_task: int) -> list[Ma
 
 def generate_audit_rows(stage_cfg: DictConfig, checkpoint: str | None) -> list[dict[str, Any]]:
     """Sample and score the audit completions with the policy at `checkpoint` (None: the untrained init)."""
-    from aegir.loops.factory import build_stage
-    from aegir.rundir import RunPaths
+    from aegir.loops.factory import build_stage  # imports Lightning: only when completions are generated
 
     with open_dict(stage_cfg):
         stage_cfg.model.pretrained = checkpoint

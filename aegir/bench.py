@@ -41,6 +41,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from aegir.exit_status import INPUT_ERROR
 from aegir.models.lm import ByteLM
 from aegir.models.rwkv7 import use_wkv_impl
 from aegir.rl.rollout import RolloutBatch
@@ -140,7 +141,7 @@ def bench_text(n_bytes: int, seed: int) -> torch.Tensor:
 
 def bench_hnet(args: argparse.Namespace) -> None:
     """H-Net vs a parameter-matched isotropic RWKV-7: training and generation bytes/s, in this process."""
-    from aegir.main import compose_config
+    from aegir.run.compose import compose_config
     from aegir.models.build import build_model
 
     if args.threads:
@@ -564,7 +565,7 @@ def bench_grpo_hf(args: argparse.Namespace) -> None:
     frameworks = args.frameworks
     if "trl" in frameworks and not _trl_available():
         print(COMPARE_HINT, file=sys.stderr, flush=True)
-        raise SystemExit(2)
+        raise SystemExit(INPUT_ERROR)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
     model_dir = ensure_tiny_model(args.model_dir or Path(tempfile.gettempdir()) / "aegir-bench" / "hf-tiny-qwen3")

@@ -1,10 +1,5 @@
-"""Exit statuses of the command-line entry points (docs/run_directory.md, Exit statuses).
-
-    0  finished
-    1  the run failed while working (traceback; metadata.json status `failed` with the reason)
-    2  the user's input is wrong (config key or type, data file, checkpoint path): one line, no traceback
-    3  a required gate failed (everything was saved first)
-"""
+"""How run.py reports errors: one line naming the key for a config error, and the exit status
+`aegir.exit_status` gives the error (0 finished, 1 run failed, 2 input error, 3 required gate failed)."""
 
 from __future__ import annotations
 
@@ -14,13 +9,14 @@ import re
 import sys
 from typing import Any, Callable, TypeVar
 
-from aegir.errors import INPUT_ERROR_EXIT_CODE, InputError
+from aegir.exit_status import CONFIG_ERRORS, ONE_LINE_ERRORS, exit_status
 
 T = TypeVar("T")
 
 
 def format_config_error(err: BaseException) -> str:
     """One line naming the key and what is allowed, from Hydra's / OmegaConf's multi-line messages."""
+    # Imported here, not at the top: aegir.config pulls in torch and pandas, which run.py does not need to start.
     from aegir.config import allowed_keys
 
     text = str(err)
@@ -47,31 +43,24 @@ def format_config_error(err: BaseException) -> str:
 def exit_on_user_errors(function: Callable[..., T]) -> Callable[..., T]:
     """Wrap a Hydra task function: input errors and failed required gates exit here, inside the job, so Hydra
     adds no "Error executing job" banner and the user reads exactly one line."""
-    from aegir.main import GateFailedError
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> T:
         try:
             return function(*args, **kwargs)
-        except InputError as err:
+        except ONE_LINE_ERRORS as err:
             print(f"aegir: {err}", file=sys.stderr, flush=True)
-            sys.exit(INPUT_ERROR_EXIT_CODE)
-        except GateFailedError as err:
-            print(f"aegir: {err}", file=sys.stderr, flush=True)
-            sys.exit(GateFailedError.exit_code)
+            sys.exit(exit_status(err))
 
     return wrapper
 
 
 def main_with_exit_codes(entry: Callable[[], object]) -> None:
     """Run a Hydra entry point, turning input errors into one line and exit status 2 (gate failures: 3)."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     # Let exceptions reach us instead of Hydra's own reporter, which prints several lines and exits 1.
     os.environ.setdefault("HYDRA_FULL_ERROR", "1")
     try:
         entry()
-    except (HydraException, OmegaConfBaseException) as err:
+    except CONFIG_ERRORS as err:
         print(f"aegir: {format_config_error(err)}", file=sys.stderr)
-        sys.exit(INPUT_ERROR_EXIT_CODE)
+        sys.exit(exit_status(err))

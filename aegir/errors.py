@@ -1,7 +1,9 @@
-"""Error types that separate *the user's input is wrong* from *the run failed while working* (docs/run_directory.md).
+"""Error types that separate *the user's input is wrong* from *the run failed while working*.
 
 `InputError` is raised for bad configs, data files, checkpoint paths: the entry points catch it, print one
-line naming what and where, and exit with status 2 without a traceback. Everything else is a real failure.
+line naming what and where, and exit with status 2 without a traceback. `GateFailedError` is raised once a run
+with `gates.required=true` has written everything and a gate failed. Everything else is a real failure. The status
+each error exits with is decided in one place, `aegir.exit_status`.
 """
 
 
@@ -9,4 +11,5 @@ class InputError(Exception):
     """The user's input (config key, data file, checkpoint path, ...) is wrong; the message says what and where."""
 
 
-INPUT_ERROR_EXIT_CODE = 2
+class GateFailedError(Exception):
+    """A gate failed under `gates.required=true`; raised after the run directory is complete."""

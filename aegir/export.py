@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from aegir.errors import INPUT_ERROR_EXIT_CODE, InputError
+from aegir.errors import InputError
+from aegir.exit_status import FINISHED, exit_status
 
 
 def stage_dir(run_dir: Path) -> Path:
@@ -80,10 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = export(args.run_dir, args.out, merge=args.merge, checkpoint=args.checkpoint)
     except InputError as err:
         print(f"aegir.export: {err}", file=sys.stderr)
-        return INPUT_ERROR_EXIT_CODE
+        return exit_status(err)
     kind = "merged model" if args.merge else "adapter" if (out / "adapter_config.json").is_file() else "model"
     print(f"exported {kind} to {out}")
-    return 0
+    return FINISHED
 
 
 if __name__ == "__main__":

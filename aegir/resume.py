@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from aegir.errors import INPUT_ERROR_EXIT_CODE
+from aegir.exit_status import FINISHED, INPUT_ERROR
 
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 
@@ -30,12 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] in ("-h", "--help"):
         print(__doc__.strip())
-        return 0 if args else INPUT_ERROR_EXIT_CODE
+        return FINISHED if args else INPUT_ERROR
     try:
         command = resume_command(Path(args[0]), args[1:])
     except FileNotFoundError as err:
         print(f"aegir.resume: {err}", file=sys.stderr)
-        return INPUT_ERROR_EXIT_CODE
+        return INPUT_ERROR
     print("resuming:", " ".join(command), flush=True)
     return subprocess.call(command)
 

@@ -24,9 +24,16 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import yaml
+from hydra.errors import HydraException
 from lightning.pytorch.callbacks import Callback
+from omegaconf.errors import OmegaConfBaseException
 
-from aegir.errors import INPUT_ERROR_EXIT_CODE, InputError
+from aegir.cli import format_config_error
+from aegir.config import validate
+from aegir.errors import GateFailedError, InputError
+from aegir.exit_status import FINISHED, INPUT_ERROR, exit_status
+from aegir.main import run
+from aegir.run.compose import compose_config
 
 log = logging.getLogger("aegir")
 SAMPLERS = ("grid", "tpe", "random")
@@ -161,7 +168,8 @@ def make_pruner(spec: SweepSpec) -> Any:
 
 def param_overrides(values: Mapping[str, Any]) -> list[str]:
     """Hydra overrides of one trial's parameter values. `stages.<name>.set.<key>` params reach one stage of a
-    multi-stage experiment (aegir.main.stage_overrides) and get `++`: the experiment file does not define the key."""
+    multi-stage experiment (aegir.run.stages.stage_overrides) and get `++`: the experiment file does not define
+    the key."""
     return [f"{'++' if key.startswith('stages.') else ''}{key}={value}" for key, value in values.items()]
 
 
@@ -209,13 +217,6 @@ def preflight(spec: SweepSpec) -> str | None:
     """Compose and validate the first point of the space before the study is touched, so a wrong key or value in
     `base` or on the command line is one InputError line, not one failed trial per point. Returns the scored stage
     (the last of a multi-stage experiment, else None) for `trial_overrides`."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
-    from aegir.cli import format_config_error
-    from aegir.config import validate
-    from aegir.main import compose_config
-
     first = {k: v["choices"][0] if v["type"] == "categorical" else v["low"] for k, v in spec.params.items()}
     try:
         stages = list(compose_config([*spec.base, *spec.extra_overrides]).get("stages") or {})
@@ -230,8 +231,6 @@ def run_sweep(spec: SweepSpec) -> Any:
     """Create or load the study and run trials until it has `n_trials` finished (complete, pruned or failed)
     trials or the grid is exhausted. Returns the study."""
     import optuna
-
-    from aegir.main import GateFailedError, compose_config, run
 
     scored_stage = preflight(spec)
     study = optuna.create_study(study_name=spec.study_name, storage=make_storage(spec), sampler=make_sampler(spec),
@@ -280,20 +279,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
         print(__doc__.strip())
-        return 0 if args else INPUT_ERROR_EXIT_CODE
+        return FINISHED if args else INPUT_ERROR
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     try:
         spec = load_spec(Path(args[0]), args[1:])
         study = run_sweep(spec)
     except InputError as err:
         print(f"aegir.sweep: {err}", file=sys.stderr)
-        return INPUT_ERROR_EXIT_CODE
+        return exit_status(err)
     print(summarize(study))
     print(f"study directory: {spec.output_dir}")
     print(f"optuna-dashboard sqlite:///{(spec.output_dir / 'study.db').resolve()}" if spec.storage is None
           else f"optuna-dashboard {spec.storage}")
     print(f"tensorboard --logdir {spec.output_dir / 'trials'}")
-    return 0
+    return FINISHED
 
 
 if __name__ == "__main__":

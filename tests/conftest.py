@@ -18,7 +18,7 @@ import pytest
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from aegir.main import compose_config
+from aegir.run.compose import compose_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

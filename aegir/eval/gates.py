@@ -2,7 +2,7 @@
 
     gates:
       bpb_below_3: {metric: val/bpb, op: "<", value: 3.0}
-      required: true        # a failed gate makes the run exit non-zero after everything is saved
+      required: true        # a failed gate makes the run exit with status 3 after everything is saved
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from typing import Any, Callable, Mapping
 OPS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge, "==": operator.eq, "!=": operator.ne,
 }
-GATE_FAILED_EXIT_CODE = 3
 
 
 @dataclass(frozen=True)

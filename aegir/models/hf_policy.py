@@ -26,6 +26,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from aegir.errors import InputError
+from aegir.models.checkpoint import load_fitting_state, read_state_dict
 from aegir.models.lm import device_generator
 from aegir.models.policy import ChatPrompt
 from aegir.rl.rollout import RolloutBatch, draw_tokens, score_completion_logits
@@ -237,8 +239,6 @@ def load_hf_policy(cfg: Any) -> HFPolicy:
     """The policy `model=hf` describes (a validated `model` section): tokenizer, model, LoRA adapter, and the
     weights of an earlier stage's checkpoint when `model.pretrained` is set. Any way the model cannot be had is
     one InputError naming `model.name_or_path` and how to obtain it."""
-    from aegir.errors import InputError
-
     source = str(cfg.name_or_path)
     if cfg.create_tiny and not (Path(source) / "config.json").is_file():
         from aegir.models.hf_tiny import ensure_tiny_model
@@ -294,8 +294,6 @@ def load_hf_policy(cfg: Any) -> HFPolicy:
 
 
 def _from_pretrained(cfg: Any, source: str) -> tuple[Any, nn.Module]:
-    from aegir.errors import InputError
-
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as err:  # pragma: no cover - transformers is a dependency
@@ -326,20 +324,14 @@ def _pretrained_state(cfg: Any) -> dict[str, Tensor] | None:
     """Weights of an earlier stage (a Lightning .ckpt of an SFT or GRPO run on this model), prefixes stripped."""
     if not cfg.pretrained:
         return None
-    from aegir.models.build import read_state_dict
-
     return read_state_dict(Path(str(cfg.pretrained)))
 
 
 def _load_into(model: nn.Module, state: dict[str, Tensor], path: Any, *, strict: bool) -> None:
-    from aegir.models.build import load_fitting_state
-
     load_fitting_state(model, state, path, strict=strict)
 
 
 def load_checkpoint_weights(policy: HFPolicy, path: Path) -> None:
     """Load a run's checkpoint (a Lightning .ckpt) into a policy built from that run's config: the adapter of a
     LoRA run (the base came from the config), or every weight of a fully fine-tuned one."""
-    from aegir.models.build import read_state_dict
-
     _load_into(policy.model, read_state_dict(Path(path)), path, strict=not policy.adapter_only)

@@ -29,7 +29,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from aegir.errors import INPUT_ERROR_EXIT_CODE, InputError
+from aegir.errors import InputError
+from aegir.exit_status import FINISHED, exit_status
 
 END_OF_TEXT = "<|endoftext|>"
 IM_START = "<|im_start|>"
@@ -330,10 +331,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = build_tiny_model(args.out_dir, data_seed=args.data_seed, vocab_size=args.vocab_size, force=args.force)
     except InputError as err:
         print(f"aegir.models.hf_tiny: {err}", file=sys.stderr)
-        return INPUT_ERROR_EXIT_CODE
+        return exit_status(err)
     marker = _read_marker(path) or {}
     print(f"{path}: {marker.get('n_parameters', 0):,} parameters, vocab {marker.get('vocab_size_actual')}")
-    return 0
+    return FINISHED
 
 
 if __name__ == "__main__":

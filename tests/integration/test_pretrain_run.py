@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from aegir.main import GateFailedError, run
+from aegir.errors import GateFailedError
+from aegir.main import run
 from aegir.rundir import RunPaths, read_history, read_json
 from tests.conftest import FAST, run_cli
 

@@ -8,7 +8,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from aegir import hydra_resolvers
-from aegir.main import CONF_DIR
+from aegir.run.compose import CONF_DIR
 
 
 def _run_dir() -> str:

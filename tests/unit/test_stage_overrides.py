@@ -10,7 +10,8 @@ import pytest
 from omegaconf import OmegaConf, open_dict
 
 from aegir.config import validate
-from aegir.main import _override_value, compose_config, stage_overrides
+from aegir.run.compose import compose_config
+from aegir.run.stages import _override_value, stage_overrides
 from aegir.sweep import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,114 @@
+"""The end of a stage and of a run: score the best checkpoint, evaluate the gates, write summary.json, say where
+the results are, and fail the run when a required gate failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from aegir.errors import GateFailedError
+from aegir.eval.gates import evaluate_gates, gate_metrics
+from aegir.observe.tensorboard import replicate_group, write_hparams
+from aegir.run.directory import is_rank_zero
+from aegir.rundir import HistoryWriter, RunPaths, read_history, write_json_atomic
+
+log = logging.getLogger("aegir")
+
+
+@dataclass
+class StageResult:
+    """What a stage (or a whole multi-stage run) leaves: its directory, objective value and summary.json."""
+
+    paths: RunPaths
+    objective: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def finalize_stage(cfg: DictConfig, paths: RunPaths, module: Any, step: int, started: float) -> dict[str, Any]:
+    """Score the best checkpoint with the loop's own final evaluation, evaluate gates, write summary.json."""
+    evaluated = "final weights"
+    if paths.best_ckpt.is_file():
+        state = torch.load(paths.best_ckpt, map_location="cpu", weights_only=True)["state_dict"]
+        # A LoRA policy's checkpoint holds its adapter only (strict_loading False); the base is already in place.
+        module.load_state_dict(state, strict=getattr(module, "strict_loading", True))
+        evaluated = str(paths.best_ckpt)
+        policy = getattr(module, "lm", None)
+        if policy is not None and policy.save_pretrained(paths.checkpoints / "best"):
+            log.info("best checkpoint exported to %s", paths.checkpoints / "best")
+    final, final_stats = module.final_metrics()
+    metrics: dict[str, float] = dict(final)
+    history = read_history(paths.history)
+    for name in ("train/loss", "train/bpb"):
+        if history.get(name):
+            metrics[name] = history[name][-1][1]
+    if history.get("perf/bytes_per_s"):
+        values = [v for _, v in history["perf/bytes_per_s"]]
+        metrics["perf/bytes_per_s"] = float(sum(values) / len(values))
+    verdicts = evaluate_gates(cfg.gates, metrics)
+    gate_values = gate_metrics(verdicts)
+    if gate_values:
+        writer = HistoryWriter(paths.history)
+        writer.write(step, gate_values)
+        writer.close()
+        _log_tensorboard(paths, gate_values, step)
+    objective_value = metrics.get(cfg.objective.metric, math.nan)
+    summary = {
+        "status": "finished",
+        "objective": {"metric": cfg.objective.metric, "mode": cfg.objective.mode, "value": objective_value},
+        "metrics": metrics,
+        "metric_stats": final_stats,
+        "evaluated_checkpoint": evaluated,
+        "gates": {name: v.as_dict() for name, v in verdicts.items()},
+        "gates_passed": all(v.passed for v in verdicts.values()),
+        "gates_required": bool(cfg.gates.get("required", False)),
+        "steps": step,
+        "wall_time_s": round(time.time() - started, 3),
+        "checkpoints": {"best": str(paths.best_ckpt) if paths.best_ckpt.is_file() else None,
+                        "last": str(paths.last_ckpt) if paths.last_ckpt.is_file() else None},
+    }
+    write_json_atomic(paths.summary, summary)
+    if paths.tb.is_dir():
+        config = OmegaConf.to_container(cfg, resolve=True)
+        write_hparams(paths.tb, config, metrics, replicate_group(config))  # type: ignore[arg-type]
+    return summary
+
+
+def _log_tensorboard(paths: RunPaths, scalars: dict[str, float], step: int) -> None:
+    if not paths.tb.is_dir():
+        return
+    from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when there is an event file
+
+    with SummaryWriter(log_dir=str(paths.tb)) as writer:
+        for name, value in scalars.items():
+            writer.add_scalar(name, value, step)
+
+
+def report(result: StageResult) -> None:
+    """Say where the results are: every command ends by saying so (final metrics with CIs, gates, TensorBoard)."""
+    if not is_rank_zero():
+        return
+    lines = [f"run directory: {result.paths.root}"]
+    for name, stats in result.summary.get("metric_stats", {}).items():
+        label = name if "/" in name else ("eval/reward" if name == "all" else f"eval/{name}/reward")
+        lines.append(f"final {label}: {stats['mean']:.4f} ± {stats['ci95']:.4f} (95% CI, n={stats['n']})")
+    objective = result.summary.get("objective", {})
+    lines.append(f"objective {objective.get('metric')}: {objective.get('value')}")
+    for name, verdict in result.summary.get("gates", {}).items():
+        lines.append(f"gate {name}: {'PASS' if verdict['passed'] else 'FAIL'} ({verdict['reason']})")
+    lines.append(f"tensorboard --logdir {result.paths.root}")
+    for line in lines:
+        print(line, flush=True)
+
+
+def raise_if_required_gates_failed(result: StageResult) -> None:
+    """Under `gates.required=true`, a failed gate fails the run -- after everything above was written."""
+    if result.summary.get("gates_required") and not result.summary.get("gates_passed", True):
+        failed = [n for n, v in result.summary.get("gates", {}).items() if not v["passed"]]
+        raise GateFailedError(f"required gate(s) failed: {', '.join(failed)} (details in {result.paths.summary})")

@@ -1,0 +1,76 @@
+"""The Lightning Trainer a config describes: checkpoints, progress bar, loggers, and the step arithmetic.
+
+Lightning is imported inside the functions, not at the top: `aegir.main` imports this module, and a config error
+should exit before the seconds that importing Lightning takes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from aegir.rundir import TB_DIR, RunPaths
+
+
+def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks: Sequence[Any] = ()) -> Any:
+    """A `lightning.Trainer` writing checkpoints, history and TensorBoard events into `paths`."""
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from aegir.observe.callbacks import ParamSyncCheck, ThreadsPerProcess  # import Lightning (see the docstring)
+    from aegir.observe.history_logger import HistoryLogger
+
+    ckpt = cfg.callbacks.checkpoint
+    callbacks: list[Any] = [ModelCheckpoint(
+        dirpath=paths.checkpoints, filename="best", monitor=ckpt.monitor, mode=ckpt.mode, save_top_k=1,
+        save_last=False, auto_insert_metric_name=False, enable_version_counter=False)]
+    if ckpt.save_last:
+        # Lightning >= 2.5 refreshes a monitored callback's last.ckpt only when best.ckpt was saved at the same step,
+        # which would leave resume at the last *improvement*; an unmonitored callback rewrites it at every eval.
+        callbacks.append(ModelCheckpoint(dirpath=paths.checkpoints, filename="last", monitor=None, save_top_k=1,
+                                         save_last=False, auto_insert_metric_name=False,
+                                         enable_version_counter=False))
+    show_bar = cfg.trainer.enable_progress_bar and cfg.callbacks.progress_bar != "none"
+    if show_bar:
+        callbacks.append(RichProgressBar() if cfg.callbacks.progress_bar == "rich" else TQDMProgressBar())
+    callbacks.append(ParamSyncCheck())
+    callbacks.extend(extra_callbacks)
+    if cfg.trainer.num_threads:
+        callbacks.append(ThreadsPerProcess(int(cfg.trainer.num_threads)))
+    loggers: list[Any] = [HistoryLogger(paths.history)]
+    if cfg.logger.tensorboard.enabled:
+        loggers.append(TensorBoardLogger(save_dir=str(paths.root), name="", version=TB_DIR,
+                                         default_hp_metric=False))
+    accumulate = cfg.trainer.accumulate_grad_batches
+    return L.Trainer(
+        accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
+        strategy=cfg.trainer.strategy, precision=cfg.trainer.precision, max_steps=cfg.trainer.max_steps,
+        # The training iterable is endless: validate every N *optimizer* steps, counted in micro-batches.
+        val_check_interval=cfg.trainer.val_check_interval * accumulate, check_val_every_n_epoch=None,
+        log_every_n_steps=cfg.trainer.log_every_n_steps, accumulate_grad_batches=accumulate,
+        # Loops with manual optimisation (GRPO) clip inside their own update.
+        gradient_clip_val=(cfg.algo.grad_clip or None) if module.automatic_optimization else None,
+        deterministic=cfg.trainer.deterministic,
+        enable_progress_bar=show_bar, enable_model_summary=False, num_sanity_val_steps=0,
+        use_distributed_sampler=False, callbacks=callbacks, logger=loggers, default_root_dir=str(paths.root))
+
+
+def log_config_text(trainer: Any, cfg: DictConfig) -> None:
+    """The composed config as a YAML text panel in TensorBoard."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            text = "```yaml\n" + OmegaConf.to_yaml(cfg) + "\n```"
+            logger.experiment.add_text("config", text, global_step=0)
+
+
+def single_log_stream() -> None:
+    """Under Hydra the root logger already prints (and writes run.log): drop Lightning's own console handlers so
+    each message appears once."""
+    if logging.getLogger().handlers:
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            logging.getLogger(name).handlers.clear()
