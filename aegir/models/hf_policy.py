@@ -30,7 +30,7 @@ from aegir.errors import InputError
 from aegir.models.checkpoint import load_fitting_state, read_state_dict
 from aegir.models.lm import device_generator
 from aegir.models.policy import ChatPrompt
-from aegir.rl.rollout import RolloutBatch, draw_tokens, score_completion_logits
+from aegir.rl.rollout import RolloutBatch, checked_prompts, draw_tokens, score_completion_logits
 
 # peft asks transformers a deprecated question on every adapter call (transformers 5.2x); not ours to act on.
 warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.*is deprecated", category=FutureWarning)
@@ -125,12 +125,8 @@ class HFPolicy:
     def sample(self, prompts: Sequence[Sequence[int]], group_size: int, max_new_tokens: int, *, temperature: float,
                top_p: float, generator: torch.Generator | None) -> RolloutBatch:
         """`group_size` completions per prompt with the KV cache; stops a row at any end-of-turn id."""
-        if group_size < 1 or max_new_tokens < 1:
-            raise ValueError(f"group_size and max_new_tokens must be >= 1, got {group_size}, {max_new_tokens}")
         device = self.device
-        prompt_tensors = [torch.tensor(list(p), dtype=torch.long, device=device) for p in prompts]
-        if any(p.numel() == 0 for p in prompt_tensors):
-            raise ValueError("every prompt needs at least one token")
+        prompt_tensors = checked_prompts(prompts, group_size, max_new_tokens, device)
         rows = [prompt_tensors[i] for i in range(len(prompts)) for _ in range(group_size)]
         ids, mask = left_pad(rows, self.pad_id)
         pos = positions(mask)

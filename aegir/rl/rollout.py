@@ -77,6 +77,17 @@ def _masked(logits: Tensor, allowed: Tensor | None, temperature: float) -> Tenso
     return scaled if allowed is None else scaled.masked_fill(~allowed, float("-inf"))
 
 
+def checked_prompts(prompts: Sequence[Sequence[int]], group_size: int, max_new_tokens: int,
+                    device: torch.device) -> list[Tensor]:
+    """The prompts as id tensors on `device`, after the argument checks every policy's sampler makes."""
+    if group_size < 1 or max_new_tokens < 1:
+        raise ValueError(f"group_size and max_new_tokens must be >= 1, got {group_size}, {max_new_tokens}")
+    tensors = [torch.tensor(list(p), dtype=torch.long, device=device) for p in prompts]
+    if any(p.numel() == 0 for p in tensors):
+        raise ValueError("every prompt needs at least one token")
+    return tensors
+
+
 def draw_tokens(logits: Tensor, allowed: Tensor | None, temperature: float, top_p: float,
                 generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
     """One sampling step of every policy: the next token per row [B] from logits / temperature over the allowed
@@ -92,12 +103,8 @@ def sample_groups(model: RecurrentLM, prompts: Sequence[Sequence[int]], group_si
                   temperature: float = 1.0, top_p: float = 1.0, allowed: Tensor,
                   generator: torch.Generator | None = None) -> RolloutBatch:
     """Sample `group_size` completions for each prompt (token id lists, >= 1 token each)."""
-    if group_size < 1 or max_new_tokens < 1:
-        raise ValueError(f"group_size and max_new_tokens must be >= 1, got {group_size}, {max_new_tokens}")
     device = allowed.device
-    prompt_tensors = [torch.tensor(list(p), dtype=torch.long, device=device) for p in prompts]
-    if any(p.numel() == 0 for p in prompt_tensors):
-        raise ValueError("every prompt needs at least one token")
+    prompt_tensors = checked_prompts(prompts, group_size, max_new_tokens, device)
     last_logits, states = _prefill(model, prompt_tensors)
     generator = device_generator(generator, device)
     rows = torch.arange(len(prompts), device=device).repeat_interleave(group_size)
