@@ -402,9 +402,8 @@ def run_aegir_grpo(model_dir: Path, records: Sequence[Mapping[str, Any]], args: 
     import warnings
 
     import lightning as L
-    from omegaconf import OmegaConf
 
-    from aegir.config import GRPOAlgoConfig, HFModelConfig
+    from aegir.config import load_group
     from aegir.loops.grpo import GRPOModule
     from aegir.loops.record_batches import record_loader
     from aegir.models.hf_policy import load_hf_policy
@@ -414,16 +413,14 @@ def run_aegir_grpo(model_dir: Path, records: Sequence[Mapping[str, Any]], args: 
     torch.manual_seed(args.seed)
     register_reward(BENCH_REWARD_NAME)(_bench_reward)
     group, n_steps = args.group_size, args.warmup + args.steps
-    model_cfg = OmegaConf.merge(OmegaConf.structured(HFModelConfig), {
-        "name_or_path": str(model_dir), "dtype": "float32", "gradient_checkpointing": False,
-        "lora": {"enabled": True, "r": args.lora_r, "alpha": args.lora_alpha, "dropout": 0.0,
-                 "target_modules": "all-linear"}})
+    model_cfg = load_group("model", "hf", name_or_path=str(model_dir), dtype="float32", gradient_checkpointing=False,
+                           lora={"enabled": True, "r": args.lora_r, "alpha": args.lora_alpha, "dropout": 0.0,
+                                 "target_modules": "all-linear"})
     policy = load_hf_policy(model_cfg)
-    algo = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(GRPOAlgoConfig), {
-        "group_size": group, "prompts_per_step": len(records), "micro_batch_size": group * len(records),
-        "num_iterations": 1, "temperature": 1.0, "top_p": 1.0, "max_completion_length": args.max_completion_length,
-        "loss_type": "dapo", "kl_coef": 0.0, "entropy_coef": 0.0, "lr": args.lr, "warmup_steps": 0,
-        "grad_clip": 1.0, "mask_truncated_completions": False}), resolve=True)
+    algo = load_group("algo", "grpo", group_size=group, prompts_per_step=len(records),
+                      micro_batch_size=group * len(records), num_iterations=1, temperature=1.0, top_p=1.0,
+                      max_completion_length=args.max_completion_length, loss_type="dapo", kl_coef=0.0,
+                      entropy_coef=0.0, lr=args.lr, warmup_steps=0, grad_clip=1.0, mask_truncated_completions=False)
     clock = _PhaseClock()
 
     class StepClock(L.Callback):
@@ -435,7 +432,7 @@ def run_aegir_grpo(model_dir: Path, records: Sequence[Mapping[str, Any]], args: 
 
     with tempfile.TemporaryDirectory(prefix="aegir-bench-grpo-") as tmp:
         module = GRPOModule(policy, records, list(records)[:1], RewardSpec.from_config(
-            {"components": {BENCH_REWARD_NAME: {"weight": 1.0}}}), algo,  # type: ignore[arg-type]
+            {"components": {BENCH_REWARD_NAME: {"weight": 1.0}}}), algo,
             seed=args.seed, total_steps=n_steps, samples_dir=Path(tmp) / "samples")
         # The same prompts every step (the loop's own loader draws with replacement)
         module.train_dataloader = lambda: record_loader([list(records)] * n_steps)  # type: ignore[method-assign]

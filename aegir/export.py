@@ -36,9 +36,7 @@ def stage_dir(run_dir: Path) -> Path:
 
 def load_trained_policy(run_dir: Path, checkpoint: str = "best") -> Any:
     """The run's HF policy with the weights of its `best` or `last` checkpoint."""
-    from omegaconf import OmegaConf
-
-    from aegir.config import HFModelConfig
+    from aegir.config import load_group
     from aegir.models.hf_policy import load_checkpoint_weights, load_hf_policy
     from aegir.rundir import read_json
 
@@ -51,7 +49,7 @@ def load_trained_policy(run_dir: Path, checkpoint: str = "best") -> Any:
     ckpt = source / "checkpoints" / f"{checkpoint}.ckpt"
     if not ckpt.is_file():
         raise InputError(f"{ckpt}: no such checkpoint")
-    policy = load_hf_policy(OmegaConf.merge(OmegaConf.structured(HFModelConfig), {**model, "create_tiny": False}))
+    policy = load_hf_policy(load_group("model", "hf", **{**model, "create_tiny": False}))
     load_checkpoint_weights(policy, ckpt)
     return policy
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
@@ -95,3 +95,12 @@ def run_cli_and_kill(args: Sequence[str], run_dir: Path, metric: str, min_step: 
     finally:
         proc.wait(timeout=60)
     return proc.returncode
+
+
+def tables_data(**overrides: Any) -> dict[str, Any]:
+    """A complete `task.data` section of the CTA/CPA loader: conf/task/cta.yaml's keys with the GPU-sized budgets
+    the tables tests were written for (those pretraining's `source=tables` uses), plus `overrides`."""
+    from aegir.config import group_defaults
+    from aegir.tasks.pretrain.tables_source import PRETRAIN_BUDGETS
+
+    return {**group_defaults("task", "cta")["data"], **PRETRAIN_BUDGETS, **overrides}

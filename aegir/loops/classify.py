@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import lightning as L
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aegir.config.schema import ClassifyAlgoConfig
 from aegir.eval.classification import (bootstrap_f1, class_weights, confusion_image, confusion_matrix,
                                        evaluation_metrics, per_class_f1, per_class_table)
 from aegir.eval.gates import evaluate_gates, gate_metrics
@@ -81,7 +83,7 @@ class ColumnClassifierModule(L.LightningModule):
     """
 
     def __init__(self, model: nn.Module, labels: Sequence[str], train: Sequence[Any], val: Sequence[Any],
-                 test: Sequence[Any] = (), *, algo: Mapping[str, Any], gates: Mapping[str, Any] | None = None,
+                 test: Sequence[Any] = (), *, algo: ClassifyAlgoConfig, gates: Mapping[str, Any] | None = None,
                  seed: int, total_steps: int) -> None:
         super().__init__()
         if not train or not val:
@@ -89,16 +91,16 @@ class ColumnClassifierModule(L.LightningModule):
         self.model = model
         self.labels = list(labels)
         self.train_examples, self.val_examples, self.test_examples = list(train), list(val), list(test)
-        self.algo = dict(algo)
+        self.algo = algo
         self.gates = dict(gates or {})
         self.seed, self.total_steps = seed, total_steps
-        self.pooling = str(self.algo["pooling"])
-        self.freeze_steps = int(self.algo["freeze_backbone_steps"])
-        self.head_dropout = float(self.algo["head_dropout"])
+        self.pooling = self.algo.pooling
+        self.freeze_steps = self.algo.freeze_backbone_steps
+        self.head_dropout = self.algo.head_dropout
         self.head = nn.Linear(pooled_width(model, self.pooling), len(self.labels))
         counts = torch.bincount(torch.tensor([int(e.label) for e in self.train_examples]),
                                 minlength=len(self.labels)).tolist()
-        weights = class_weights(counts, str(self.algo["class_weighting"]))
+        weights = class_weights(counts, self.algo.class_weighting)
         self.register_buffer("class_weight", weights if weights is not None else torch.empty(0), persistent=False)
         self._trainable: bool | None = None
         self._val: dict[str, list[Any]] = {}
@@ -106,7 +108,7 @@ class ColumnClassifierModule(L.LightningModule):
     # ------------------------------------------------------------------ data
     def train_dataloader(self) -> Any:
         accumulate = self.trainer.accumulate_grad_batches
-        return record_loader(RecordBatches(self.train_examples, int(self.algo["batch_size"]), self.seed,  # type: ignore[arg-type]
+        return record_loader(RecordBatches(self.train_examples, self.algo.batch_size, self.seed,  # type: ignore[arg-type]
                                            rank=self.trainer.global_rank,
                                            start_index=lambda: self.trainer.global_step * accumulate))
 
@@ -114,7 +116,7 @@ class ColumnClassifierModule(L.LightningModule):
         return record_loader(self._chunks(self.val_examples))  # type: ignore[arg-type]
 
     def _chunks(self, examples: Sequence[Any]) -> list[list[Any]]:
-        size = int(self.algo["val_batch_size"])
+        size = self.algo.val_batch_size
         return [list(examples[i: i + size]) for i in range(0, len(examples), size)]
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
@@ -202,7 +204,7 @@ class ColumnClassifierModule(L.LightningModule):
     def _metrics(self, preds: Tensor, targets: Tensor, feats: Tensor, losses: Tensor,
                  stages: list[tuple[int, Sequence[Any]]], prefix: str = "val/") -> dict[str, float]:
         metrics = evaluation_metrics(preds, targets, feats, len(self.labels), prefix=prefix,
-                                     loss=float(losses.mean()), liveness=dict(self.algo["liveness"]))
+                                     loss=float(losses.mean()), liveness=asdict(self.algo.liveness))
         for index, (frac, mean_prob) in enumerate(pool_stage_stats(stages)):
             metrics[f"chunk/stage{index}/boundary_frac"] = frac
             metrics[f"chunk/stage{index}/mean_prob"] = mean_prob
@@ -272,16 +274,15 @@ class ColumnClassifierModule(L.LightningModule):
         """AdamW: the backbone's groups (aegir.loops.lm.parameter_groups) at lr x backbone_lr_mult with their own
         schedule (`backbone_lr_factor`), the head at lr (decay on its weight only), both warm-up + cosine."""
         a = self.algo
-        lr, wd = float(a["lr"]), float(a["weight_decay"])
+        lr, wd = a.lr, a.weight_decay
         for param in self.model.parameters():  # parameter_groups skips frozen parameters: collect them all
             param.requires_grad_(True)
         self._trainable = True
-        backbone = parameter_groups(self.model, lr * float(a["backbone_lr_mult"]), wd, float(a["w0_lr_mult"]))
+        backbone = parameter_groups(self.model, lr * a.backbone_lr_mult, wd, a.w0_lr_mult)
         head = [{"params": [self.head.weight], "weight_decay": wd, "lr": lr},
                 {"params": [self.head.bias], "weight_decay": 0.0, "lr": lr}]
-        optimizer = torch.optim.AdamW(backbone + head, lr=lr, betas=(float(a["beta1"]), float(a["beta2"])),
-                                      eps=float(a["eps"]))
-        warmup, min_ratio, total = int(a["warmup_steps"]), float(a["min_lr_ratio"]), self.total_steps
+        optimizer = torch.optim.AdamW(backbone + head, lr=lr, betas=(a.beta1, a.beta2), eps=a.eps)
+        warmup, min_ratio, total = a.warmup_steps, a.min_lr_ratio, self.total_steps
         freeze = self.freeze_steps
 
         def backbone_factor(step: int) -> float:

@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
+from aegir.config import section_object
 from aegir.models.build import build_model, build_policy, count_parameters
 from aegir.rundir import RunPaths, sha256_bytes
 
@@ -38,12 +39,8 @@ def _pretrain(cfg: DictConfig) -> StageBuild:
 
     data = prepare_pretrain_data(cfg.task, arm=cfg.arm.name, data_seed=cfg.data_seed)
     model = build_model(cfg.model)
-    module = ByteLMModule(
-        model, data.train, data.val_windows, seq_len=cfg.task.seq_len, batch_size=cfg.task.batch_size,
-        val_batch_size=cfg.task.val_batch_size, seed=cfg.seed, lr=cfg.algo.lr, min_lr_ratio=cfg.algo.min_lr_ratio,
-        warmup_steps=cfg.algo.warmup_steps, weight_decay=cfg.algo.weight_decay,
-        betas=(cfg.algo.beta1, cfg.algo.beta2), eps=cfg.algo.eps, w0_lr_mult=cfg.algo.w0_lr_mult,
-        total_steps=cfg.trainer.max_steps)
+    module = ByteLMModule(model, data.train, data.val_windows, task=section_object("task", cfg.task),
+                          algo=section_object("algo", cfg.algo), seed=cfg.seed, total_steps=cfg.trainer.max_steps)
     return StageBuild(module, count_parameters(model), data.provenance)
 
 
@@ -58,8 +55,8 @@ def _toy_grpo(cfg: DictConfig, paths: RunPaths) -> StageBuild:
     spec = RewardSpec.from_config(reward)  # type: ignore[arg-type]
     splits = toy_splits(cfg.data_seed, cfg.task.n_train, cfg.task.n_eval, cfg.task.max_operand, cfg.task.ops)
     policy = build_policy(cfg.model, toy_allowed_token_ids(cfg.task.ops) if cfg.task.restrict_vocab else None)
-    module = GRPOModule(policy, splits.train, splits.eval, spec, OmegaConf.to_container(cfg.algo, resolve=True),
-                        seed=cfg.seed, total_steps=cfg.trainer.max_steps, samples_dir=paths.samples)
+    module = GRPOModule(policy, splits.train, splits.eval, spec, section_object("algo", cfg.algo), seed=cfg.seed,
+                        total_steps=cfg.trainer.max_steps, samples_dir=paths.samples)
     provenance = {"toy": {**splits.provenance,
                           "eval_sha256": sha256_bytes(json.dumps(splits.eval, sort_keys=True).encode()),
                           "train_sha256": sha256_bytes(json.dumps(splits.train, sort_keys=True).encode())}}
@@ -73,11 +70,11 @@ def _commerce(cfg: DictConfig, paths: RunPaths) -> StageBuild:
 
     policy = build_policy(cfg.model)  # first: a model that cannot be loaded fails before the world is built
     data = prepare_commerce(cfg.task, cfg.data_seed, Path(cfg.paths.cache_dir))
-    algo = OmegaConf.to_container(cfg.algo, resolve=True)
+    algo = section_object("algo", cfg.algo)
     if cfg.algo.name == "sft":
         from aegir.loops.sft import SFTModule
 
-        module: L.LightningModule = SFTModule(policy, data.train, data.eval, algo, seed=cfg.seed,  # type: ignore[arg-type]
+        module: L.LightningModule = SFTModule(policy, data.train, data.eval, algo, seed=cfg.seed,
                                               total_steps=cfg.trainer.max_steps)
     else:
         import aegir.tasks.commerce.rewards  # noqa: F401  (registers the commerce verifiers)
@@ -85,7 +82,7 @@ def _commerce(cfg: DictConfig, paths: RunPaths) -> StageBuild:
         from aegir.rl.rewards import RewardSpec
 
         spec = RewardSpec.from_config(OmegaConf.to_container(cfg.reward, resolve=True))  # type: ignore[arg-type]
-        module = GRPOModule(policy, data.train, data.eval, spec, algo, seed=cfg.seed,  # type: ignore[arg-type]
+        module = GRPOModule(policy, data.train, data.eval, spec, algo, seed=cfg.seed,
                             total_steps=cfg.trainer.max_steps, samples_dir=paths.samples)
     return StageBuild(module, count_parameters(policy.model), data.provenance)
 
@@ -111,6 +108,6 @@ def _tables(cfg: DictConfig) -> StageBuild:
     model = build_model(cfg.model)
     module = ColumnClassifierModule(
         model, data.labels, data.train, data.val, data.test if cfg.task.eval_test else (),
-        algo=OmegaConf.to_container(cfg.algo, resolve=True), gates=OmegaConf.to_container(cfg.gates, resolve=True),
-        seed=cfg.seed, total_steps=cfg.trainer.max_steps)  # type: ignore[arg-type]
+        algo=section_object("algo", cfg.algo), gates=OmegaConf.to_container(cfg.gates, resolve=True),  # type: ignore[arg-type]
+        seed=cfg.seed, total_steps=cfg.trainer.max_steps)
     return StageBuild(module, count_parameters(module), data.provenance)

@@ -15,6 +15,7 @@ import logging
 import math
 import time
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -22,6 +23,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
+from aegir.config.schema import GRPOAlgoConfig
 from aegir.errors import InputError
 from aegir.eval.stats import mean_ci
 from aegir.loops.lm import adamw_with_schedule, keep_trainable_weights_only
@@ -47,7 +49,7 @@ class GRPOModule(L.LightningModule):
     penalty, dynamic sampling of zero-variance groups, and a reward-collapse canary."""
 
     def __init__(self, policy: Policy, train_records: Sequence[Mapping[str, Any]],
-                 eval_records: Sequence[Mapping[str, Any]], reward_spec: RewardSpec, algo: Mapping[str, Any],
+                 eval_records: Sequence[Mapping[str, Any]], reward_spec: RewardSpec, algo: GRPOAlgoConfig,
                  *, seed: int, total_steps: int, samples_dir: Path) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -55,12 +57,12 @@ class GRPOModule(L.LightningModule):
         self.policy: nn.Module = policy.model  # registered here: checkpoints keep the `policy.` keys
         # The KL reference only when the term is on: a frozen copy, or none at all for a LoRA policy (its adapter
         # disabled is the reference).
-        self.ref: nn.Module | None = policy.enable_reference() if float(algo["kl_coef"]) > 0 else None
+        self.ref: nn.Module | None = policy.enable_reference() if algo.kl_coef > 0 else None
         # A LoRA policy's checkpoints hold only the adapter (on_save_checkpoint), so loading them is not strict.
         self.strict_loading = not policy.adapter_only
         self.train_records, self.eval_records = list(train_records), list(eval_records)
         self.reward_spec = reward_spec
-        self.algo = dict(algo)
+        self.algo = algo
         self.seed, self.total_steps = seed, total_steps
         self.samples_dir = Path(samples_dir)
         self._composer: RewardComposer | None = None
@@ -96,14 +98,14 @@ class GRPOModule(L.LightningModule):
 
     # ------------------------------------------------------------------ data
     def train_dataloader(self) -> Any:
-        iterations = int(self.algo["num_iterations"])
-        batches = RecordBatches(self.train_records, int(self.algo["prompts_per_step"]), self.seed,
+        iterations = self.algo.num_iterations
+        batches = RecordBatches(self.train_records, self.algo.prompts_per_step, self.seed,
                                 rank=self.trainer.global_rank,
                                 start_index=lambda: self.trainer.global_step // iterations)
         return record_loader(batches)
 
     def val_dataloader(self) -> Any:
-        size = int(self.algo["eval_batch_size"])
+        size = self.algo.eval_batch_size
         chunks = [self.eval_records[i: i + size] for i in range(0, len(self.eval_records), size)]
         return record_loader(chunks)
 
@@ -163,8 +165,8 @@ class GRPOModule(L.LightningModule):
     def _rollout(self, records: Sequence[Mapping[str, Any]], group_size: int, temperature: float,
                  generator: torch.Generator | None) -> tuple[RolloutBatch, list[Mapping[str, Any]], list[str]]:
         batch = self.lm.sample([self._prompt_ids(r) for r in records], group_size,
-                               int(self.algo["max_completion_length"]), temperature=temperature,
-                               top_p=float(self.algo["top_p"]), generator=generator)
+                               self.algo.max_completion_length, temperature=temperature,
+                               top_p=self.algo.top_p, generator=generator)
         rows = [r for r in records for _ in range(group_size)]
         return batch, rows, self._decode(batch)
 
@@ -187,10 +189,10 @@ class GRPOModule(L.LightningModule):
         total = torch.where(scored.applicable, scored.total, torch.full_like(scored.total, math.nan))
         components = gated_components(scored, self.reward_spec)
         by_name = dict(scored.components)
-        overlong = self.algo["overlong"]
-        if overlong["enabled"]:
-            penalty = soft_overlong_penalty(batch.lengths.float(), int(self.algo["max_completion_length"]),
-                                            int(overlong["cache_len"])).to(total)
+        overlong = self.algo.overlong
+        if overlong.enabled:
+            penalty = soft_overlong_penalty(batch.lengths.float(), self.algo.max_completion_length,
+                                            overlong.cache_len).to(total)
             total = torch.where(torch.isnan(total), penalty, total + penalty)
             components = torch.cat([components, penalty.unsqueeze(1)], dim=1)
             by_name[OVERLONG_COMPONENT] = penalty
@@ -199,22 +201,22 @@ class GRPOModule(L.LightningModule):
     def _component_weights(self) -> Tensor:
         """The weight of each column of `_score`'s components: the spec's weights, then 1 for the overlong penalty."""
         weights = list(self.reward_spec.components.values())
-        if self.algo["overlong"]["enabled"]:
+        if self.algo.overlong.enabled:
             weights.append(1.0)
         return torch.tensor(weights, dtype=torch.float32, device=self.device)
 
     def _zero_variance(self, total: Tensor, components: Tensor) -> Tensor:
         """Groups with no advantage signal in what the chosen advantage normalises: the total for grpo / rloo,
         every weighted component for gdpo (the dynamic-sampling filter and grpo/frac_zero_std)."""
-        group = int(self.algo["group_size"])
-        if str(self.algo["advantage"]) == "gdpo":
+        group = self.algo.group_size
+        if self.algo.advantage == "gdpo":
             return zero_std_groups(components.view(-1, group, components.shape[-1]),
                                    weights=self._component_weights())
         return zero_std_groups(total.view(-1, group))
 
     # ------------------------------------------------------------------ training
     def training_step(self, records: list[Mapping[str, Any]], batch_idx: int) -> None:
-        algo, group = self.algo, int(self.algo["group_size"])
+        algo, group = self.algo, self.algo.group_size
         timings: dict[str, float] = {}
         generator = torch.Generator().manual_seed(mix_seed(self.seed + 1, self.global_rank, self.global_step))
 
@@ -222,7 +224,7 @@ class GRPOModule(L.LightningModule):
             records = self._draw_records(len(records), 0)
         started = time.perf_counter()
         self.policy.eval()
-        batch, rows, texts = self._rollout(records, group, float(algo["temperature"]), generator)
+        batch, rows, texts = self._rollout(records, group, algo.temperature, generator)
         timings["generate"] = time.perf_counter() - started
         started = time.perf_counter()
         total, components, by_name, errors = self._score(rows, texts, batch)
@@ -232,9 +234,9 @@ class GRPOModule(L.LightningModule):
         zero_std = self._zero_variance(total, components)
         self._observe_zero_std(rows, zero_std, group)
         resamples = 0
-        dynamic = algo["dynamic_sampling"]
+        dynamic = algo.dynamic_sampling
         # Dynamic sampling (DAPO): replace zero-variance groups by fresh samples of new prompts, up to a limit.
-        while dynamic["enabled"] and bool(zero_std.any()) and resamples < int(dynamic["max_resamples"]):
+        while dynamic.enabled and bool(zero_std.any()) and resamples < dynamic.max_resamples:
             resamples += 1
             keep = (~zero_std).nonzero().squeeze(1)
             need = int(zero_std.sum())
@@ -244,7 +246,7 @@ class GRPOModule(L.LightningModule):
                 extra_records = RecordBatches(self.train_records, need, self.seed + 7919 * resamples,
                                               self.global_rank).batch(int(self.global_step))
             started = time.perf_counter()
-            extra, extra_rows, extra_texts = self._rollout(extra_records, group, float(algo["temperature"]),
+            extra, extra_rows, extra_texts = self._rollout(extra_records, group, algo.temperature,
                                                            generator)
             timings["generate"] += time.perf_counter() - started
             started = time.perf_counter()
@@ -261,28 +263,28 @@ class GRPOModule(L.LightningModule):
             rewards = total.view(-1, group)
             zero_std = self._zero_variance(total, components)
 
-        kind = str(algo["advantage"])
+        kind = algo.advantage
         weights = self._component_weights()
         if kind == "gdpo":
             advantages = compute_advantages("gdpo", components.view(-1, group, components.shape[-1]),
-                                            weights=weights, eps=float(algo["adv_eps"]))
+                                            weights=weights, eps=algo.adv_eps)
         else:
-            advantages = compute_advantages(kind, rewards, scale_rewards=str(algo["scale_rewards"]),
-                                            eps=float(algo["adv_eps"]))
+            advantages = compute_advantages(kind, rewards, scale_rewards=algo.scale_rewards,
+                                            eps=algo.adv_eps)
         advantages = advantages.reshape(-1)
         mask = batch.mask.to(self.device)
-        if algo["mask_truncated_completions"]:
+        if algo.mask_truncated_completions:
             mask = mask_truncated(mask, batch.truncated.to(self.device))
         batch.mask = mask
 
         started = time.perf_counter()
-        temperature = float(algo["temperature"])
+        temperature = algo.temperature
         old_logp = None
-        if int(algo["num_iterations"]) > 1:
+        if algo.num_iterations > 1:
             with torch.no_grad():
                 old_logp, _ = self.lm.completion_logprobs(batch, temperature=temperature)
         ref_logp = None
-        if float(algo["kl_coef"]) > 0:
+        if algo.kl_coef > 0:
             ref_logp = self.lm.reference_logprobs(batch, temperature=temperature)
         timings["logprob"] = time.perf_counter() - started
 
@@ -299,7 +301,7 @@ class GRPOModule(L.LightningModule):
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
         n = batch.size
-        micro = max(1, min(int(algo["micro_batch_size"]), n))
+        micro = max(1, min(algo.micro_batch_size, n))
         chunks = [torch.arange(i, min(i + micro, n)) for i in range(0, n, micro)]
         world = self.trainer.world_size
         global_tokens = batch.mask.sum().detach()
@@ -307,47 +309,47 @@ class GRPOModule(L.LightningModule):
             global_tokens = self.trainer.strategy.reduce(global_tokens, reduce_op="sum")
         totals: dict[str, float] = {}
         self.policy.train()
-        for _ in range(int(algo["num_iterations"])):
+        for _ in range(algo.num_iterations):
             for rows in chunks:
                 part = batch.select(rows)
-                logp, entropy = self.lm.completion_logprobs(part, temperature=float(algo["temperature"]),
+                logp, entropy = self.lm.completion_logprobs(part, temperature=algo.temperature,
                                                             with_entropy=True)
                 # Every normaliser refers to the whole generation batch (batch_size = n rows, global_tokens), so
                 # the micro-batch losses are summed and an uneven last micro-batch weighs each row like the others.
                 loss, stats = policy_loss(
                     logp, (old_logp[rows] if old_logp is not None else logp.detach()), advantages[rows.to(self.device)],
-                    part.mask, clip_eps_low=float(algo["clip_eps_low"]), clip_eps_high=float(algo["clip_eps_high"]),
-                    loss_type=str(algo["loss_type"]), max_completion_length=int(algo["max_completion_length"]),
-                    ref_logp=None if ref_logp is None else ref_logp[rows], kl_coef=float(algo["kl_coef"]),
-                    kl_estimator=str(algo["kl_estimator"]), entropy=entropy,
-                    entropy_coef=float(algo["entropy_coef"]), entropy_norm=str(algo["entropy_norm"]),
+                    part.mask, clip_eps_low=algo.clip_eps_low, clip_eps_high=algo.clip_eps_high,
+                    loss_type=algo.loss_type, max_completion_length=algo.max_completion_length,
+                    ref_logp=None if ref_logp is None else ref_logp[rows], kl_coef=algo.kl_coef,
+                    kl_estimator=algo.kl_estimator, entropy=entropy,
+                    entropy_coef=algo.entropy_coef, entropy_norm=algo.entropy_norm,
                     global_token_count=global_tokens, world_size=world, batch_size=n,
-                    importance_sampling_level=str(algo["importance_sampling_level"]),
-                    delta=None if algo["delta"] is None else float(algo["delta"]),
-                    top_entropy_quantile=float(algo["top_entropy_quantile"]),
+                    importance_sampling_level=algo.importance_sampling_level,
+                    delta=None if algo.delta is None else algo.delta,
+                    top_entropy_quantile=algo.top_entropy_quantile,
                     entropy_threshold=self._entropy_threshold(entropy, part.mask))
                 self.manual_backward(loss)
                 totals["loss"] = totals.get("loss", 0.0) + float(loss.detach())
                 for key, value in stats.items():
                     totals[key] = totals.get(key, 0.0) + float(value)
-            if float(algo["grad_clip"]) > 0:
-                self.clip_gradients(optimizer, gradient_clip_val=float(algo["grad_clip"]),
+            if algo.grad_clip > 0:
+                self.clip_gradients(optimizer, gradient_clip_val=algo.grad_clip,
                                     gradient_clip_algorithm="norm")
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
         self.policy.eval()
-        totals["iterations"] = float(algo["num_iterations"])
+        totals["iterations"] = algo.num_iterations
         return totals
 
     def _entropy_threshold(self, entropy: Tensor, mask: Tensor) -> Tensor | None:
         """The top-entropy threshold of this micro-batch over every rank's active tokens (TRL gathers them), or
         None on one process, where `policy_loss` computes the same from its own tokens. Rows are padded with NaN to
         `max_completion_length` so every rank gathers one shape."""
-        quantile = float(self.algo["top_entropy_quantile"])
+        quantile = self.algo.top_entropy_quantile
         if quantile >= 1.0 or self.trainer.world_size < 2:
             return None
-        width = max(int(self.algo["max_completion_length"]), entropy.shape[1])
+        width = max(self.algo.max_completion_length, entropy.shape[1])
         padded = torch.full((entropy.shape[0], width), math.nan, dtype=torch.float32, device=entropy.device)
         padded[:, : entropy.shape[1]] = torch.where(mask.bool(), entropy.detach().float(),
                                                     torch.full_like(padded[:, : entropy.shape[1]], math.nan))
@@ -389,7 +391,7 @@ class GRPOModule(L.LightningModule):
         }
         if "kl_sum" in stats:
             metrics["grpo/kl"] = stats["kl_sum"] / tokens
-        if float(self.algo["top_entropy_quantile"]) < 1.0:  # share of tokens left in the policy-gradient term
+        if self.algo.top_entropy_quantile < 1.0:  # share of tokens left in the policy-gradient term
             metrics["grpo/top_entropy/kept"] = stats.get("pg_token_count", 0.0) / tokens
         for name, values in by_name.items():
             values = self._gather(values.float().to(self.device))
@@ -417,19 +419,19 @@ class GRPOModule(L.LightningModule):
     def _collapse_canary(self, reward_std: float) -> None:
         """Reward std under `threshold` for `patience` consecutive steps: a collapsed policy (every completion
         scores the same, so every advantage is 0). Warn, log grpo/collapse, and stop if configured."""
-        canary = self.algo["collapse"]
-        self._low_std_streak = self._low_std_streak + 1 if reward_std < float(canary["std_threshold"]) else 0
-        collapsed = self._low_std_streak >= int(canary["patience"])
+        canary = self.algo.collapse
+        self._low_std_streak = self._low_std_streak + 1 if reward_std < canary.std_threshold else 0
+        collapsed = self._low_std_streak >= canary.patience
         self.log("grpo/collapse", float(collapsed), on_step=True, on_epoch=False, sync_dist=True, reduce_fx="max")
-        if collapsed and self._low_std_streak == int(canary["patience"]):
+        if collapsed and self._low_std_streak == canary.patience:
             log.warning("reward collapse: reward std < %s for %d consecutive steps (step %d)",
-                        canary["std_threshold"], canary["patience"], self.global_step)
-            if canary["stop"]:
+                        canary.std_threshold, canary.patience, self.global_step)
+            if canary.stop:
                 self.trainer.should_stop = True
 
     # ------------------------------------------------------------------ evaluation
     def _evaluate(self, records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        eval_temperature = float(self.algo["eval_temperature"])
+        eval_temperature = self.algo.eval_temperature
         generator = torch.Generator().manual_seed(mix_seed(self.seed + 2, 0, len(records)))
         batch, rows, texts = self._rollout(records, 1, eval_temperature, generator)
         scored = self.composer.score(rows, self._reward_texts(texts))
@@ -491,7 +493,7 @@ class GRPOModule(L.LightningModule):
         was_training = self.policy.training
         self.policy.eval()
         rows: list[dict[str, Any]] = []
-        size = int(self.algo["eval_batch_size"])
+        size = self.algo.eval_batch_size
         with torch.no_grad():
             for i in range(0, len(self.eval_records), size):
                 rows.extend(self._evaluate(self.eval_records[i: i + size]))
@@ -530,13 +532,13 @@ def _task_of(record: Mapping[str, Any]) -> str:
     return str(record.get("task", "default"))
 
 
-def task_sampler_from_config(algo: Mapping[str, Any], train_records: Sequence[Mapping[str, Any]],
+def task_sampler_from_config(algo: GRPOAlgoConfig, train_records: Sequence[Mapping[str, Any]],
                              eval_records: Sequence[Mapping[str, Any]]) -> TaskSampler | None:
     """The sampler `algo.task_sampler` names over the training tasks (sorted), or None for `none`.
 
     Re-weighting reads per-task eval rewards, so every training task needs prompts in the fixed eval set.
     """
-    kind = str(algo.get("task_sampler", "none"))
+    kind = algo.task_sampler
     if kind == "none":
         return None
     tasks = sorted({_task_of(r) for r in train_records})
@@ -544,11 +546,10 @@ def task_sampler_from_config(algo: Mapping[str, Any], train_records: Sequence[Ma
     if missing:
         raise InputError(f"config error: algo.task_sampler: task(s) {', '.join(missing)} have no eval prompts; "
                          "the sampler re-weights tasks from their eval rewards")
-    args = algo.get("sampler") or {}
-    kwargs: dict[str, Any] = {"update_interval": int(args.get("update_interval", 100))}
+    kwargs: dict[str, Any] = {"update_interval": algo.sampler.update_interval}
     if kind != "uniform":
-        kwargs["initial"] = args.get("initial")
-        kwargs.update(args.get(kind) or {})
+        kwargs["initial"] = algo.sampler.initial
+        kwargs.update(asdict(getattr(algo.sampler, kind)))
     return build_task_sampler(kind, tasks, **kwargs)  # type: ignore[arg-type]
 
 

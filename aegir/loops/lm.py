@@ -12,7 +12,6 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from types import SimpleNamespace
 from typing import Any
 
 import lightning as L
@@ -21,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
+from aegir.config.schema import LMAlgoConfig, OptimConfig, PretrainTaskConfig
 from aegir.eval.stats import mean_ci
 from aegir.tasks.pretrain.windows import RandomWindowBatches
 
@@ -65,16 +65,13 @@ def parameter_groups(model: nn.Module, lr: float, weight_decay: float, w0_lr_mul
     return [g for g in groups if g["params"]]
 
 
-def adamw_with_schedule(model: nn.Module, algo: Any, total_steps: int) -> dict[str, Any]:
-    """AdamW over `parameter_groups` with the warm-up/cosine schedule, from an algo config (mapping or object
-    with lr, weight_decay, w0_lr_mult, beta1, beta2, eps, warmup_steps, min_lr_ratio): the optimiser of every loop."""
-    get = algo.__getitem__ if isinstance(algo, dict) else lambda key: getattr(algo, key)
-    groups = parameter_groups(model, float(get("lr")), float(get("weight_decay")), float(get("w0_lr_mult")))
-    optimizer = torch.optim.AdamW(groups, lr=float(get("lr")), betas=(float(get("beta1")), float(get("beta2"))),
-                                  eps=float(get("eps")))
-    warmup, min_ratio = int(get("warmup_steps")), float(get("min_lr_ratio"))
+def adamw_with_schedule(model: nn.Module, algo: OptimConfig, total_steps: int) -> dict[str, Any]:
+    """AdamW over `parameter_groups` with the warm-up/cosine schedule of the algo config: the optimiser of every
+    loop."""
+    groups = parameter_groups(model, algo.lr, algo.weight_decay, algo.w0_lr_mult)
+    optimizer = torch.optim.AdamW(groups, lr=algo.lr, betas=(algo.beta1, algo.beta2), eps=algo.eps)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_cosine(step, warmup, total_steps, min_ratio))
+        optimizer, lambda step: warmup_cosine(step, algo.warmup_steps, total_steps, algo.min_lr_ratio))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
@@ -182,20 +179,14 @@ class ByteLMModule(L.LightningModule):
     router statistics of every training batch are logged as chunk/stage<s>/*.
     """
 
-    def __init__(self, model: nn.Module, train_bytes: torch.Tensor, val_windows: torch.Tensor, *, seq_len: int,
-                 batch_size: int, val_batch_size: int, seed: int, lr: float, min_lr_ratio: float,
-                 warmup_steps: int, weight_decay: float, betas: tuple[float, float], eps: float,
-                 w0_lr_mult: float, total_steps: int) -> None:
+    def __init__(self, model: nn.Module, train_bytes: torch.Tensor, val_windows: torch.Tensor, *,
+                 task: PretrainTaskConfig, algo: LMAlgoConfig, seed: int, total_steps: int) -> None:
         super().__init__()
         self.model = model
         self.train_bytes = train_bytes
         self.val_windows = val_windows
-        self.seq_len = seq_len
-        self.batch_size = batch_size
-        self.val_batch_size = val_batch_size
+        self.task, self.algo = task, algo
         self.seed = seed
-        self.lr, self.min_lr_ratio, self.warmup_steps = lr, min_lr_ratio, warmup_steps
-        self.weight_decay, self.betas, self.eps, self.w0_lr_mult = weight_decay, betas, eps, w0_lr_mult
         self.total_steps = total_steps
         self._val_sum = 0.0
         self._val_count = 0
@@ -206,12 +197,12 @@ class ByteLMModule(L.LightningModule):
     def train_dataloader(self) -> RandomWindowBatches:
         # Requested after a checkpoint is restored, so global_step is the resumed step here.
         accumulate = self.trainer.accumulate_grad_batches
-        return RandomWindowBatches(self.train_bytes, self.seq_len, self.batch_size, self.seed,
+        return RandomWindowBatches(self.train_bytes, self.task.seq_len, self.task.batch_size, self.seed,
                                    rank=self.trainer.global_rank,
                                    start_index=lambda: self.trainer.global_step * accumulate)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(self.val_windows, batch_size=self.val_batch_size, shuffle=False)
+        return DataLoader(self.val_windows, batch_size=self.task.val_batch_size, shuffle=False)
 
     # ------------------------------------------------------------------ steps
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -262,16 +253,13 @@ class ByteLMModule(L.LightningModule):
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:
-        algo = SimpleNamespace(lr=self.lr, weight_decay=self.weight_decay, w0_lr_mult=self.w0_lr_mult,
-                               beta1=self.betas[0], beta2=self.betas[1], eps=self.eps,
-                               warmup_steps=self.warmup_steps, min_lr_ratio=self.min_lr_ratio)
-        return adamw_with_schedule(self.model, algo, self.total_steps)
+        return adamw_with_schedule(self.model, self.algo, self.total_steps)
 
     def final_metrics(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
         """val/bpb and val/loss of the current weights on the fixed windows, with the per-window 95% CI; for an
         H-Net also each stage's boundary_frac, mean_prob and compression over those windows."""
         stage_stats: list[tuple[int, Sequence[Any]]] = []
-        per_window_bpb = (evaluate_windows(self.model, self.val_windows, self.val_batch_size, stage_stats)
+        per_window_bpb = (evaluate_windows(self.model, self.val_windows, self.task.val_batch_size, stage_stats)
                           / LN2).numpy()
         bpb = mean_ci(per_window_bpb)
         metrics = {"val/bpb": bpb.mean, "val/loss": bpb.mean * LN2}

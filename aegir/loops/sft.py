@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aegir.config.schema import SFTAlgoConfig
 from aegir.eval.stats import mean_ci
 from aegir.loops.lm import LN2, adamw_with_schedule, auxiliary_loss, keep_trainable_weights_only
 from aegir.loops.record_batches import RecordBatches, record_loader
@@ -92,28 +93,28 @@ class SFTModule(L.LightningModule):
     """Completion-only cross-entropy with AdamW + warm-up/cosine; val/loss and val/bpb on the fixed eval records."""
 
     def __init__(self, policy: nn.Module | Policy, train_records: Sequence[Mapping[str, Any]],
-                 eval_records: Sequence[Mapping[str, Any]], algo: Mapping[str, Any], *, seed: int,
+                 eval_records: Sequence[Mapping[str, Any]], algo: SFTAlgoConfig, *, seed: int,
                  total_steps: int) -> None:
         super().__init__()
         self.lm = as_policy(policy)
         self.model: nn.Module = self.lm.model  # registered here: checkpoints keep the `model.` keys
         self.strict_loading = not self.lm.adapter_only
         self.train_records, self.eval_records = list(train_records), list(eval_records)
-        self.algo, self.seed, self.total_steps = dict(algo), seed, total_steps
+        self.algo, self.seed, self.total_steps = algo, seed, total_steps
         self._val_losses: list[Tensor] = []
 
     def train_dataloader(self) -> Any:
         accumulate = self.trainer.accumulate_grad_batches
-        return record_loader(RecordBatches(self.train_records, int(self.algo["batch_size"]), self.seed,
+        return record_loader(RecordBatches(self.train_records, self.algo.batch_size, self.seed,
                                            rank=self.trainer.global_rank,
                                            start_index=lambda: self.trainer.global_step * accumulate))
 
     def val_dataloader(self) -> Any:
-        size = int(self.algo["batch_size"])
+        size = self.algo.batch_size
         return record_loader([self.eval_records[i: i + size] for i in range(0, len(self.eval_records), size)])
 
     def training_step(self, records: list[Mapping[str, Any]], batch_idx: int) -> Tensor:
-        ids, mask, units = collate_with_units(records, int(self.algo["max_len"]), self.lm)
+        ids, mask, units = collate_with_units(records, self.algo.max_len, self.lm)
         ids, mask = ids.to(self.device), mask.to(self.device)
         losses = token_losses(self.lm, ids, mask)
         loss = losses.sum() / mask[:, 1:].sum().clamp_min(1.0)  # mean over completion tokens
@@ -130,7 +131,7 @@ class SFTModule(L.LightningModule):
         self._val_losses = []
 
     def validation_step(self, records: list[Mapping[str, Any]], batch_idx: int) -> None:
-        ids, mask, units = collate_with_units(records, int(self.algo["max_len"]), self.lm)
+        ids, mask, units = collate_with_units(records, self.algo.max_len, self.lm)
         self._val_losses.append(completion_bits_per_byte(self.lm, ids.to(self.device), mask.to(self.device),
                                                          units).cpu())
 
@@ -146,10 +147,10 @@ class SFTModule(L.LightningModule):
         """Per-record completion bpb on the eval records, with its 95% CI."""
         was_training = self.model.training
         self.model.eval()
-        size = int(self.algo["batch_size"])
+        size = self.algo.batch_size
         values = []
         for i in range(0, len(self.eval_records), size):
-            ids, mask, units = collate_with_units(self.eval_records[i: i + size], int(self.algo["max_len"]), self.lm)
+            ids, mask, units = collate_with_units(self.eval_records[i: i + size], self.algo.max_len, self.lm)
             values.append(completion_bits_per_byte(self.lm, ids.to(self.device), mask.to(self.device), units).cpu())
         self.model.train(was_training)
         bpb = mean_ci(torch.cat(values).numpy())

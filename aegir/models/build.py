@@ -89,8 +89,6 @@ def build_hnet(model_cfg: Mapping[str, Any]) -> nn.Module:
     if len(targets) != n_routed or any(not t > 1 for t in targets):
         raise InputError(f"config error: model.target_compression: needs {n_routed} value(s) > 1 (one per "
                          f"non-innermost stage of arch_layout, outer first), got {targets}")
-    if float(model_cfg["ratio_loss_weight"]) < 0:
-        raise InputError(f"config error: model.ratio_loss_weight: must be >= 0, got {model_cfg['ratio_loss_weight']}")
     return HNetLM(vocab_size=int(model_cfg["vocab_size"]), d_model=widths, arch_layout=layout, head_size=head_size,
                   target_compression=targets, ratio_loss_weight=float(model_cfg["ratio_loss_weight"]),
                   tie_embeddings=bool(model_cfg["tie_embeddings"]))

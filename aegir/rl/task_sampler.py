@@ -27,7 +27,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from aegir.config.schema import ImprovementSamplerConfig, MTGRPOSamplerConfig, TaskSamplerArgs
 from aegir.errors import InputError
+from aegir.schema import check_section
 
 SamplerKind = Literal["improvement", "mt_grpo", "uniform"]
 Allocation = Literal["largest_remainder", "multinomial"]
@@ -113,8 +115,6 @@ class TaskSampler:
 
     def __init__(self, tasks: Sequence[str], initial: Mapping[str, float] | None, update_interval: int) -> None:
         self.tasks: list[str] = _check_tasks(tasks)
-        if not isinstance(update_interval, int) or isinstance(update_interval, bool) or update_interval < 1:
-            raise InputError(f"task_sampler.update_interval: must be an integer >= 1, got {update_interval!r}")
         self.update_interval = update_interval
         self._weights = _initial_weights(self.tasks, initial)
         self._prev_rewards: np.ndarray | None = None
@@ -210,13 +210,13 @@ class TaskSampler:
 def _check_tasks(tasks: Sequence[str]) -> list[str]:
     names = list(tasks)
     if not names:
-        raise InputError("task_sampler.tasks: needs at least one task")
+        raise InputError("algo.task_sampler: tasks: needs at least one task")
     for t in names:
         if not isinstance(t, str) or not t:
-            raise InputError(f"task_sampler.tasks: task names must be non-empty strings, got {t!r}")
+            raise InputError(f"algo.task_sampler: tasks: task names must be non-empty strings, got {t!r}")
     duplicates = sorted({t for t in names if names.count(t) > 1})
     if duplicates:
-        raise InputError(f"task_sampler.tasks: duplicate task(s) {duplicates}")
+        raise InputError(f"algo.task_sampler: tasks: duplicate task(s) {duplicates}")
     return names
 
 
@@ -226,11 +226,11 @@ def _initial_weights(tasks: list[str], initial: Mapping[str, float] | None) -> n
         return np.full(len(tasks), 1.0 / len(tasks))
     if set(initial) != set(tasks):
         raise InputError(
-            f"task_sampler.initial: keys {sorted(initial)} must be exactly the tasks {sorted(tasks)}"
+            f"algo.sampler.initial: keys {sorted(initial)} must be exactly the tasks {sorted(tasks)}"
         )
     w = np.array([float(initial[t]) for t in tasks], dtype=np.float64)
     if not np.all(np.isfinite(w)) or not np.all(w > 0):
-        raise InputError(f"task_sampler.initial: weights must be finite and > 0, got {dict(initial)}")
+        raise InputError(f"algo.sampler.initial: weights must be finite and > 0, got {dict(initial)}")
     return w / w.sum()
 
 
@@ -284,14 +284,10 @@ class ImprovementAwareSampler(TaskSampler):
         floor: float = 0.10,
     ) -> None:
         super().__init__(tasks, initial, update_interval)
-        if not (math.isfinite(up) and up >= 1.0):
-            raise InputError(f"task_sampler.up: must be >= 1, got {up!r}")
-        if not (0.0 < down <= 1.0):
-            raise InputError(f"task_sampler.down: must be in (0, 1], got {down!r}")
-        if not (math.isfinite(low) and math.isfinite(high) and low <= high):
-            raise InputError(f"task_sampler.low/high: need finite low <= high, got low={low!r}, high={high!r}")
-        if not (0.0 <= floor <= cap <= 1.0):
-            raise InputError(f"task_sampler.floor/cap: need 0 <= floor <= cap <= 1, got floor={floor!r}, cap={cap!r}")
+        if not (low <= high):
+            raise InputError(f"algo.sampler.improvement.low/high: need low <= high, got low={low!r}, high={high!r}")
+        if not (floor <= cap):
+            raise InputError(f"algo.sampler.improvement.floor/cap: need floor <= cap, got floor={floor!r}, cap={cap!r}")
         self.up, self.down, self.low, self.high = up, down, low, high
         k = len(self.tasks)
         self.cap = max(cap, 1.0 / k)
@@ -351,20 +347,8 @@ class MTGRPOSampler(TaskSampler):
         allocation: Allocation = "multinomial",
     ) -> None:
         super().__init__(tasks, initial, update_interval)
-        if not (math.isfinite(lambda_bias) and lambda_bias >= 0):
-            raise InputError(f"task_sampler.lambda_bias: must be >= 0, got {lambda_bias!r}")
-        if not (math.isfinite(lr) and lr > 0):
-            raise InputError(f"task_sampler.lr: must be > 0, got {lr!r}")
-        if not (math.isfinite(max_accept) and max_accept >= 1.0):
-            raise InputError(f"task_sampler.max_accept: must be >= 1, got {max_accept!r}")
-        if not (0.0 <= zero_grad_decay < 1.0):
-            raise InputError(f"task_sampler.zero_grad_decay: must be in [0, 1), got {zero_grad_decay!r}")
         if not isinstance(max_gen_batches, int) or max_gen_batches < 1:
-            raise InputError(f"task_sampler.max_gen_batches: must be an integer >= 1, got {max_gen_batches!r}")
-        if allocation not in ("multinomial", "largest_remainder"):
-            raise InputError(
-                f"task_sampler.allocation: must be 'multinomial' or 'largest_remainder', got {allocation!r}"
-            )
+            raise InputError(f"max_gen_batches: must be an integer >= 1, got {max_gen_batches!r}")
         self.lambda_bias, self.lr, self.max_accept = lambda_bias, lr, max_accept
         self.zero_grad_decay, self.max_gen_batches, self.allocation = zero_grad_decay, max_gen_batches, allocation
         self._logits = np.log(self._weights)
@@ -475,6 +459,7 @@ class MTGRPOSampler(TaskSampler):
         return out
 
 
+_CONFIGS: dict[str, type] = {"improvement": ImprovementSamplerConfig, "mt_grpo": MTGRPOSamplerConfig}
 _KINDS: dict[str, type[TaskSampler]] = {
     "uniform": UniformSampler,
     "improvement": ImprovementAwareSampler,
@@ -483,12 +468,16 @@ _KINDS: dict[str, type[TaskSampler]] = {
 
 
 def build_task_sampler(kind: SamplerKind, tasks: Sequence[str], **cfg: Any) -> TaskSampler:
-    """The sampler of ``kind`` for ``tasks``; ``cfg`` are its keyword arguments (an unknown key is an InputError)."""
+    """The sampler of ``kind`` for ``tasks``; ``cfg`` are its keyword arguments (an unknown key is an InputError),
+    checked against the ranges `algo.sampler` declares in aegir/config/schema.py."""
     if kind not in _KINDS:
-        raise InputError(f"task_sampler.kind: must be one of {sorted(_KINDS)}, got {kind!r}")
+        raise InputError(f"algo.task_sampler: unknown kind {kind!r}; one of {sorted(_KINDS)}")
     cls = _KINDS[kind]
     accepted = set(inspect.signature(cls.__init__).parameters) - {"self", "tasks"}
     unknown = sorted(set(cfg) - accepted)
     if unknown:
-        raise InputError(f"task_sampler: unknown key(s) {unknown} for kind {kind!r}; accepted: {sorted(accepted)}")
+        raise InputError(f"algo.sampler.{kind}: unknown key(s) {unknown}; accepted: {sorted(accepted)}")
+    check_section(cfg, TaskSamplerArgs, "algo.sampler")
+    if kind in _CONFIGS:
+        check_section(cfg, _CONFIGS[kind], f"algo.sampler.{kind}")
     return cls(tasks, **cfg)

@@ -6,7 +6,6 @@ Hydra, and `hydra_overrides` reads back the overrides it was given so that stage
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 from hydra import compose, initialize_config_dir
@@ -15,8 +14,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from aegir import hydra_resolvers
+from aegir.config.groups import CONF_DIR
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def compose_config(overrides: Sequence[str]) -> DictConfig:

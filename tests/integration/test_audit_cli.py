@@ -36,7 +36,7 @@ def test_audit_writes_a_sheet_of_real_completions_then_judges_it(tmp_path: Path)
     result = _audit(["+experiment=v42_smoke", f"paths.output_root={out}", "audit.completions_per_task=2"], tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     sheet = out / "audit" / "v42_smoke_data0.csv"
-    assert f"wrote 8 completions (extraction, insights, push, sql_qa; stage grpo" in result.stdout
+    assert "wrote 8 completions (extraction, insights, push, sql_qa; stage grpo" in result.stdout
     assert "auditing the untrained policy" in result.stderr  # no checkpoint given: said, not hidden
     df = read_audit_sheet(sheet)
     assert len(df) == 8 and df["task"].value_counts().to_dict() == {t: 2 for t in

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from aegir.config import validate
+from aegir.config import load_group, validate
 from aegir.errors import InputError
 from aegir.loops.factory import build_stage
 from aegir.loops.grpo import task_sampler_from_config
@@ -93,10 +94,10 @@ def test_sampler_state_survives_a_checkpoint(compose) -> None:
 
 def test_every_training_task_needs_eval_prompts() -> None:
     train = [{"task": "a"}, {"task": "b"}]
-    algo = {"task_sampler": "improvement", "sampler": {"update_interval": 1, "initial": None, "improvement": {}}}
+    algo = load_group("algo", "grpo", task_sampler="improvement", sampler={"update_interval": 1})
     with pytest.raises(InputError, match="algo.task_sampler: task.* b have no eval prompts"):
         task_sampler_from_config(algo, train, [{"task": "a"}])
-    assert task_sampler_from_config({**algo, "task_sampler": "none"}, train, []) is None
+    assert task_sampler_from_config(replace(algo, task_sampler="none"), train, []) is None
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from aegir.errors import InputError
 from aegir.tasks.pretrain.tables_source import pretrain_tables_seed
 from aegir.tasks.pretrain.task import prepare_pretrain_data
 from aegir.tasks.tables.dataset import build_column_dataset
+from tests.conftest import tables_data
 from aegir.tokenizer import CLS_ID, SEP_ID
 
 CTA = ["task=cta", "algo=classify", "objective.metric=val/macro_f1", "objective.mode=max"]
@@ -54,7 +55,7 @@ def test_tables_pretraining_source_reads_other_tables_than_the_task() -> None:
     assert corpus["n_examples"]["train"] > corpus["n_examples"]["val"] > 0
     assert data.train[0] == CLS_ID and bool((data.train == SEP_ID).any())  # the CTA serialization, specials kept
     assert int(data.train.max()) < 264 and data.val_windows.shape == (4, 65)
-    downstream = build_column_dataset({"data": {"n_tables": 30}}, 3, "cta")
+    downstream = build_column_dataset({"data": tables_data(n_tables=30)}, 3, "cta")
     assert corpus["tables_sha256"] != downstream.provenance["tables"]["sha256"]
     again = prepare_pretrain_data(task, arm="full", data_seed=3)  # a pure function of data_seed
     assert torch.equal(again.train, data.train) and again.provenance == data.provenance

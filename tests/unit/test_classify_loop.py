@@ -4,6 +4,8 @@ validation_step / on_validation_epoch_end, aegir.eval.gates)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +16,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+from aegir.config import load_group
 from aegir.eval.collapse import default_liveness_gates
 from aegir.loops.classify import (ColumnClassifierModule, backbone_frozen, backbone_lr_factor, encode_examples,
                                   seeded_dropout)
@@ -22,11 +25,11 @@ from aegir.tokenizer import CLS_ID, SEP_ID
 
 RWKV = {"arch": "rwkv7", "vocab_size": 512, "d_model": 32, "n_layers": 1, "head_size": 32, "tie_embeddings": True,
         "pretrained": None}
-ALGO = {"lr": 1e-2, "min_lr_ratio": 0.1, "warmup_steps": 1, "weight_decay": 0.01, "beta1": 0.9, "beta2": 0.99,
-        "eps": 1e-8, "grad_clip": 1.0, "w0_lr_mult": 2.0, "batch_size": 4, "val_batch_size": 16,
-        "freeze_backbone_steps": 0, "backbone_lr_mult": 1.0, "head_dropout": 0.0, "pooling": "mean",
-        "class_weighting": "none", "backbone_init": "auto",
-        "liveness": {"knn_k": 10, "inflation": 2.0, "expansion": 3, "max_points": 1024}}
+ALGO = load_group("algo", "classify", lr=1e-2, min_lr_ratio=0.1, warmup_steps=1, weight_decay=0.01, beta1=0.9,
+                  beta2=0.99, eps=1e-8, grad_clip=1.0, w0_lr_mult=2.0, batch_size=4, val_batch_size=16,
+                  freeze_backbone_steps=0, backbone_lr_mult=1.0, head_dropout=0.0, pooling="mean",
+                  class_weighting="none", backbone_init="auto",
+                  liveness={"knn_k": 10, "inflation": 2.0, "expansion": 3, "max_points": 1024})
 N_LABELS = 12
 GATES = default_liveness_gates()
 
@@ -84,7 +87,7 @@ def test_backbone_frozen_for_the_first_steps_then_trained(tmp_path: Path) -> Non
     torch.manual_seed(0)
     data = examples(4)
     module = ColumnClassifierModule(build_model(RWKV), [f"l{i}" for i in range(N_LABELS)], data, data[:8],
-                                    algo={**ALGO, "freeze_backbone_steps": 2}, seed=0, total_steps=4)
+                                    algo=replace(ALGO, freeze_backbone_steps=2), seed=0, total_steps=4)
     snapshots: list[tuple[Tensor, Tensor, bool]] = []
 
     class Record(L.Callback):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from aegir.config import _validate_gates
+from aegir.config.validate import _validate_gates
 from aegir.eval.collapse import (
     DISTINCT_PREDS,
     MACRO_F1,

@@ -10,16 +10,15 @@ are chosen by hand); the optimizer step and the logging are captured instead of 
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 import tests.unit.reward_fixtures  # noqa: F401  (registers test_gate_ok)
+from aegir.config import load_group
 from aegir.loops.grpo import GRPOModule
 from aegir.models.lm import ByteLM
 from aegir.models.policy import BytePolicy
@@ -47,14 +46,7 @@ def loop_second(record: Mapping[str, Any], completion: str) -> float | None:
 def _module(tmp_path: Path, components: dict[str, float], gate: str | None = None,
             **algo: Any) -> GRPOModule:
     """A GRPOModule with a 1-layer policy, one prompt of group 4, conf/algo/grpo.yaml defaults plus `algo`."""
-    settings = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "algo" / "grpo.yaml"))
-    assert isinstance(settings, dict)
-    settings.update(group_size=4, prompts_per_step=1, grad_clip=0.0)
-    for key, value in algo.items():
-        if isinstance(value, dict):
-            settings[key] = {**settings[key], **value}
-        else:
-            settings[key] = value
+    settings = load_group("algo", "grpo", **{"group_size": 4, "prompts_per_step": 1, "grad_clip": 0.0, **algo})
     records = [{"id": i, "prompt": "1+1=", "answer": "2", "task": "toy"} for i in range(8)]
     torch.manual_seed(0)
     policy = ByteLM(vocab_size=VOCAB_SIZE, d_model=32, n_layers=1, head_size=32)
@@ -77,7 +69,7 @@ def _train_step(module: GRPOModule, monkeypatch: pytest.MonkeyPatch,
     handed to the update and the zero-variance flags and resample count handed to the logger."""
     captured: dict[str, Any] = {}
     queue = list(rollouts)
-    width = int(module.algo["max_completion_length"])
+    width = int(module.algo.max_completion_length)
 
     def rollout(records: Sequence[Mapping[str, Any]], group_size: int, *args: Any, **kwargs: Any) -> Any:
         texts, lengths = queue.pop(0)
@@ -227,7 +219,7 @@ def test_uneven_micro_batches_give_the_full_batch_gradient(tmp_path: Path, monke
     batch = _batch(lengths, 6, seed=1)
     advantages = torch.randn(24, generator=torch.Generator().manual_seed(2))
     for micro in (24, 16):
-        module.algo["micro_batch_size"] = micro
+        module.algo.micro_batch_size = micro
         module._update(batch, advantages, None, None)
     full, split = recorder.grads
     assert full.abs().max() > 0

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from aegir.config import HFModelConfig
+from aegir.config import load_group
 from aegir.errors import InputError
 from aegir.models.hf_policy import HFPolicy, load_hf_policy, strip_thinking
 
@@ -20,8 +19,7 @@ CHAT = [{"role": "system", "content": "Você é um analista de e-commerce."},
 
 
 def _cfg(path: Path, **overrides):
-    return OmegaConf.merge(OmegaConf.structured(HFModelConfig),
-                           {"name_or_path": str(path), "dtype": "float32", **overrides})
+    return load_group("model", "hf", **{"name_or_path": str(path), "dtype": "float32", **overrides})
 
 
 @pytest.fixture(scope="module")

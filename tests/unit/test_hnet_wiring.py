@@ -14,7 +14,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from aegir.config import validate
+from aegir.config import load_group, validate
 from aegir.errors import InputError
 from aegir.loops.lm import (ByteLMModule, DegeneracyMonitor, chunk_metrics, degeneracy_message, evaluate_windows,
                             lm_logits, next_byte_loss, pool_stage_stats)
@@ -98,9 +98,8 @@ def test_nano_is_a_two_stage_hierarchy_of_about_rwkv7_nano_size(compose) -> None
     ("model.ratio_loss_weight=-1", "model.ratio_loss_weight", "must be >= 0"),
 ])
 def test_bad_hnet_configs_are_one_line_input_errors(compose, override: str, key: str, fragment: str) -> None:
-    cfg = _model_cfg(compose, "hnet_nano", *override.split())
-    with pytest.raises(InputError) as info:
-        build_model(cfg)
+    with pytest.raises(InputError) as info:  # the schema's ranges fail in validate, the layout checks in the builder
+        build_model(_model_cfg(compose, "hnet_nano", *override.split()))
     message = str(info.value)
     assert "\n" not in message and message.startswith(f"config error: {key}:"), message
     assert fragment in message, message
@@ -189,9 +188,10 @@ def test_lm_logits_skips_the_hnet_state_but_keeps_the_logits() -> None:
 
 
 def _module(model: torch.nn.Module, windows: torch.Tensor) -> tuple[ByteLMModule, dict[str, Any]]:
-    module = ByteLMModule(model, windows.flatten(), windows, seq_len=windows.shape[1] - 1, batch_size=4,
-                          val_batch_size=3, seed=0, lr=1e-3, min_lr_ratio=0.1, warmup_steps=1, weight_decay=0.0,
-                          betas=(0.9, 0.99), eps=1e-8, w0_lr_mult=1.0, total_steps=10)
+    task = load_group("task", "pretrain", seq_len=windows.shape[1] - 1, batch_size=4, val_batch_size=3)
+    algo = load_group("algo", "lm", lr=1e-3, min_lr_ratio=0.1, warmup_steps=1, weight_decay=0.0, beta1=0.9,
+                      beta2=0.99, eps=1e-8, w0_lr_mult=1.0)
+    module = ByteLMModule(model, windows.flatten(), windows, task=task, algo=algo, seed=0, total_steps=10)
     logged: dict[str, Any] = {}
     module.log = lambda name, value, **_: logged.__setitem__(name, value)  # type: ignore[method-assign]
     module.log_dict = lambda values, **_: logged.update(values)  # type: ignore[method-assign]
@@ -272,7 +272,8 @@ def test_sft_step_adds_the_ratio_loss() -> None:
 
     model = _small_hnet()
     records = [{"prompt": "2+3=", "reference": "5"}, {"prompt": "what is seven?", "reference": "a number"}]
-    module = SFTModule(model, records, records, {"batch_size": 2, "max_len": 64}, seed=0, total_steps=4)
+    module = SFTModule(model, records, records, load_group("algo", "sft", batch_size=2, max_len=64), seed=0,
+                       total_steps=4)
     logged: dict[str, Any] = {}
     module.log = lambda name, value, **_: logged.__setitem__(name, value)  # type: ignore[method-assign]
     module.optimizers = lambda: SimpleNamespace(param_groups=[{"lr": 1e-3}])  # type: ignore[method-assign]
@@ -304,10 +305,10 @@ def test_grpo_rollouts_with_an_hnet_policy_are_on_policy() -> None:
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values()))
 
 
-def test_config_dataclass_defaults_match_nano_yaml(compose) -> None:
-    from aegir.config import HNetModelConfig
+def test_the_typed_hnet_nano_section_matches_the_composed_yaml(compose) -> None:
+    from dataclasses import asdict
 
-    defaults = OmegaConf.to_container(OmegaConf.structured(HNetModelConfig))
+    defaults = asdict(load_group("model", "hnet_nano"))
     yaml = OmegaConf.to_container(_model_cfg(compose, "hnet_nano"))
     assert defaults == yaml
 

@@ -16,8 +16,9 @@ from aegir.tasks.tables.dataset import (
 )
 from aegir.tasks.tables.labels import load_label_map
 from aegir.tokenizer import CLS_ID, SEP_ID
+from tests.conftest import tables_data
 
-SMALL = {"n_tables": 160, "val_fraction": 0.15, "test_fraction": 0.1}
+SMALL = tables_data(n_tables=160, val_fraction=0.15, test_fraction=0.1)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +119,7 @@ def test_label_counts_and_provenance_contents(cta: ColumnDataset) -> None:
 ])
 def test_config_errors_are_one_line_input_errors(data: dict, message: str) -> None:
     with pytest.raises(InputError) as caught:
-        build_column_dataset({"data": data}, 0, "cta")
+        build_column_dataset({"data": {**tables_data(), **data}}, 0, "cta")
     assert str(caught.value).startswith(message), str(caught.value)
     with pytest.raises(InputError, match="task kind must be one of cta, cpa"):
         build_column_dataset({}, 0, "cxa")
@@ -127,9 +128,9 @@ def test_config_errors_are_one_line_input_errors(data: dict, message: str) -> No
 def test_the_config_accepts_omegaconf_nodes_and_defaults_are_valid() -> None:
     from omegaconf import OmegaConf
 
-    node = OmegaConf.create({"n_tables": 20, "ngram_sizes": [3, 4]})
+    node = OmegaConf.create(tables_data(n_tables=20, ngram_sizes=[3, 4]))
     config = TablesDataConfig.from_mapping(node)
     assert config.n_tables == 20 and config.ngram_sizes == [3, 4]
-    assert TablesDataConfig().problems() == []
-    structured = OmegaConf.structured(TablesDataConfig)  # the loop registers this dataclass as a schema
-    assert TablesDataConfig.from_mapping(structured) == TablesDataConfig()
+    assert TablesDataConfig.from_mapping(tables_data()).problems() == []
+    cta_yaml = OmegaConf.merge(OmegaConf.structured(TablesDataConfig), tables_data())  # the schema merge of validate
+    assert TablesDataConfig.from_mapping(cta_yaml) == TablesDataConfig.from_mapping(tables_data())

@@ -12,6 +12,7 @@ import pytest
 
 from aegir.errors import InputError
 from aegir.tasks.tables.dataset import build_column_dataset
+from tests.conftest import tables_data
 from aegir.tasks.tables.sotab import ground_truth_name, load_sotab, read_ground_truth
 
 PRODUCT = "Product_shop.example_September2020_CTA.json.gz"
@@ -193,15 +194,15 @@ def test_read_ground_truth_directly(root: Path) -> None:
 
 
 def test_the_dataset_uses_official_splits_and_carves_missing_ones(root: Path) -> None:
-    data = build_column_dataset({"data": {"source": "sotab", "root": str(root)}}, 0, "cta")
+    data = build_column_dataset({"data": tables_data(source="sotab", root=str(root))}, 0, "cta")
     assert {e.table for e in data.train} == {PRODUCT, EVENT}
     assert {e.table for e in data.val} == {BOOK} and {e.table for e in data.test} == {HOTEL}
     assert data.labels == sorted(data.labels) and len(data.labels) == 9
     assert data.provenance["tables"]["source"] == "sotab" and data.provenance["tables"]["root"] == str(root)
     assert data.render(data.val[0]).startswith("<|cls|>target: The Silent River | Paper Moon<|sep|>context: ")
     (root / ground_truth_name("cta", "val")).unlink()
-    carved = build_column_dataset({"source": "sotab", "root": str(root), "val_fraction": 0.5}, 0, "cta")
+    carved = build_column_dataset(tables_data(source="sotab", root=str(root), val_fraction=0.5), 0, "cta")
     assert len({e.table for e in carved.val}) == 1 and not {e.table for e in carved.val} & {e.table for e in
                                                                                              carved.train}
-    cpa = build_column_dataset({"source": "sotab", "root": str(root)}, 0, "cpa")
+    cpa = build_column_dataset(tables_data(source="sotab", root=str(root)), 0, "cpa")
     assert {e.main_column for e in cpa.train + cpa.val + cpa.test} == {0}

@@ -19,11 +19,15 @@ from typing import Any
 
 import torch
 
+from aegir.config.groups import group_defaults
 from aegir.tasks.tables.dataset import build_column_dataset
 
 # Added to data_seed for the pretraining tables: a large prime, so no plausible data_seed of a downstream run
 # generates the same tables.
 TABLES_SEED_OFFSET = 1_000_003
+# Serialization budgets of the pretraining examples: GPU-sized (512 ids; conf/task/cta.yaml's are CPU-sized), so a
+# backbone pretrained here has seen every length a CTA run may use.
+PRETRAIN_BUDGETS = {"total_bytes": 512, "target_bytes": 160, "per_column_bytes": 48}
 
 
 def pretrain_tables_seed(data_seed: int) -> int:
@@ -44,10 +48,11 @@ def _concat(examples: list[Any]) -> torch.Tensor:
 
 
 def build_tables_corpus(n_tables: int, data_seed: int, val_fraction: float) -> TablesCorpus:
-    """`n_tables` synthetic tables, split by table (val_fraction held out), serialized as CTA examples with the
-    default budgets (aegir/tasks/tables/serialize.py) and concatenated per split."""
+    """`n_tables` synthetic tables, split by table (val_fraction held out), serialized as CTA examples
+    (conf/task/cta.yaml's settings with PRETRAIN_BUDGETS) and concatenated per split."""
     seed = pretrain_tables_seed(data_seed)
-    data = build_column_dataset({"data": {"n_tables": int(n_tables), "val_fraction": float(val_fraction),
+    data = build_column_dataset({"data": {**group_defaults("task", "cta")["data"], **PRETRAIN_BUDGETS,
+                                          "n_tables": int(n_tables), "val_fraction": float(val_fraction),
                                           "test_fraction": 0.0}}, seed, "cta")
     train, val = _concat(data.train), _concat(data.val)
     tables = data.provenance["tables"]

@@ -29,12 +29,13 @@ import math
 from array import array
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Optional
 
 import numpy as np
 
 from aegir.errors import InputError
+from aegir.schema import key, range_problem
 from aegir.tasks.tables.labels import load_label_map
 from aegir.tasks.tables.mmr import select_context_columns
 from aegir.tasks.tables.serialize import SerializeBudget, render, serialize_column
@@ -48,29 +49,29 @@ SOURCES: tuple[str, ...] = ("synthetic", "sotab")
 
 @dataclass
 class TablesDataConfig:
-    """``task.data`` of the CTA/CPA tasks (register it in aegir/config.py; conf/task YAML documents each key).
-
-    Budgets are in token ids (one per UTF-8 byte, one per special token); see aegir/tasks/tables/serialize.py.
+    """``task.data`` of the CTA/CPA tasks (aegir/config/schema.py registers it); conf/task/cta.yaml holds each key's
+    default and meaning. Budgets are in token ids (one per UTF-8 byte, one per special token); see
+    aegir/tasks/tables/serialize.py.
     """
 
-    source: str = "synthetic"  # synthetic (generated from data_seed) | sotab (the files under root)
-    root: Optional[str] = None  # directory of the unpacked SOTAB v2 files (source=sotab)
-    n_tables: int = 1500  # synthetic tables to generate
-    max_tables: Optional[int] = None  # sotab: keep a data_seed-chosen subset of this many tables per split
-    val_fraction: float = 0.1  # share of tables held out for validation (synthetic; sotab without a val file)
-    test_fraction: float = 0.1  # share of tables held out for test (synthetic; sotab without a test file)
-    sotab_train_set: str = "training"  # training | training_small
-    sotab_test_set: str = "test"  # test | random | corner_cases | missing_values | format_heterogeneity
-    max_rows: int = 20  # rows of a table used (serialization and similarity)
-    target_bytes: int = 160  # budget of the target column's segment (and of the CPA main column's)
-    per_column_bytes: int = 48  # budget of each context column's segment
-    total_bytes: int = 512  # budget of the whole example, [CLS] and [SEP]s included (the model's input length)
-    value_bytes: int = 64  # each cell value is cut to this many bytes
-    n_context_columns: int = 6  # context columns chosen by MMR (fewer when the table or the budget is smaller)
-    mmr_lambda: float = 0.5  # MMR trade-off: 1 = relevance to the target only, 0 = diversity only
-    ngram_sizes: list[int] = field(default_factory=lambda: [3, 4])  # byte n-gram sizes of similarity vectors
-    hash_dim: int = 1024  # dimension of the similarity vectors (a power of two)
-    include_headers: bool = False  # show header names after the role marker (SOTAB tables have none)
+    source: str
+    root: Optional[str]
+    n_tables: int = key(ge=1)
+    max_tables: Optional[int] = key(ge=1)
+    val_fraction: float = key(ge=0.0, lt=1.0)
+    test_fraction: float = key(ge=0.0, lt=1.0)
+    sotab_train_set: str
+    sotab_test_set: str
+    max_rows: int = key(ge=1)
+    target_bytes: int
+    per_column_bytes: int
+    total_bytes: int
+    value_bytes: int
+    n_context_columns: int = key(ge=0)
+    mmr_lambda: float = key(ge=0.0, le=1.0)
+    ngram_sizes: list[int]
+    hash_dim: int
+    include_headers: bool
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], prefix: str = "task.data") -> "TablesDataConfig":
@@ -84,10 +85,13 @@ class TablesDataConfig:
             pass
         known = {f.name: f for f in fields(cls)}
         values: dict[str, Any] = {}
-        for key, value in dict(data).items():
-            if key not in known:
-                raise InputError(f"{prefix}.{key}: unknown key (allowed: {', '.join(known)})")
-            values[key] = _coerce(f"{prefix}.{key}", key, value)
+        for name, value in dict(data).items():
+            if name not in known:
+                raise InputError(f"{prefix}.{name}: unknown key (allowed: {', '.join(known)})")
+            values[name] = _coerce(f"{prefix}.{name}", name, value)
+        missing = [name for name in known if name not in values]
+        if missing:
+            raise InputError(f"{prefix}.{missing[0]}: missing (conf/task/cta.yaml holds every key's default)")
         config = cls(**values)
         problems = config.problems()
         if problems:
@@ -101,13 +105,10 @@ class TablesDataConfig:
             out.append(f"source: must be one of {', '.join(SOURCES)}, got {self.source!r}")
         if self.source == "sotab" and not self.root:
             out.append("root: required when source=sotab (the directory of the unpacked SOTAB v2 files)")
-        if self.n_tables < 1:
-            out.append(f"n_tables: must be >= 1, got {self.n_tables}")
-        if self.max_tables is not None and self.max_tables < 1:
-            out.append(f"max_tables: must be >= 1 or null, got {self.max_tables}")
-        for name in ("val_fraction", "test_fraction"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                out.append(f"{name}: must be in [0, 1), got {getattr(self, name)}")
+        for f in fields(self):  # the ranges declared above
+            problem = range_problem(getattr(self, f.name), f.metadata)
+            if problem:
+                out.append(f"{f.name}: {problem}")
         if self.val_fraction + self.test_fraction >= 1.0:
             out.append(f"val_fraction: val_fraction + test_fraction must be < 1, got "
                        f"{self.val_fraction + self.test_fraction}")
@@ -115,12 +116,6 @@ class TablesDataConfig:
             out.append(f"sotab_train_set: must be one of {', '.join(TRAIN_SETS)}, got {self.sotab_train_set!r}")
         if self.sotab_test_set not in TEST_SETS:
             out.append(f"sotab_test_set: must be one of {', '.join(TEST_SETS)}, got {self.sotab_test_set!r}")
-        if self.max_rows < 1:
-            out.append(f"max_rows: must be >= 1, got {self.max_rows}")
-        if self.n_context_columns < 0:
-            out.append(f"n_context_columns: must be >= 0, got {self.n_context_columns}")
-        if not 0.0 <= self.mmr_lambda <= 1.0:
-            out.append(f"mmr_lambda: must be in [0, 1], got {self.mmr_lambda}")
         if not self.ngram_sizes or any(n < 1 or n > 16 for n in self.ngram_sizes):
             out.append(f"ngram_sizes: must be a non-empty list of sizes in 1..16, got {self.ngram_sizes}")
         if self.hash_dim < 1 or self.hash_dim & (self.hash_dim - 1):
