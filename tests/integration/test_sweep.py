@@ -19,7 +19,7 @@ from tests.conftest import FAST, ROOT
 def _spec(tmp_path: Path, name: str, **fields) -> Path:
     spec = {"study_name": name, "base": [*FAST, "logger=none"], "n_trials": 4, "output_dir": str(tmp_path / name),
             "objective": {"metric": "val/bpb", "direction": "minimize"}, "sampler": {"name": "grid"},
-            "params": {"algo.lr": {"type": "categorical", "choices": [0.0, 0.003]},
+            "params": {"algo.lr": {"type": "categorical", "choices": [1.0e-9, 0.003]},
                        "seed": {"type": "categorical", "choices": [1, 2]}}, **fields}
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec))
@@ -32,7 +32,8 @@ def test_grid_sweep_completes_resumes_and_prunes(tmp_path: Path) -> None:
     study = run_sweep(spec)
     trials = study.get_trials()
     assert [t.state for t in trials] == [optuna.trial.TrialState.COMPLETE] * 4
-    assert {(t.params["algo.lr"], t.params["seed"]) for t in trials} == {(0.0, 1), (0.0, 2), (0.003, 1), (0.003, 2)}
+    assert {(t.params["algo.lr"], t.params["seed"]) for t in trials} == {(1.0e-9, 1), (1.0e-9, 2), (0.003, 1),
+                                                                        (0.003, 2)}
     for trial in trials:
         meta = read_json(Path(trial.user_attrs["run_dir"]) / "metadata.json")
         assert meta["trial"]["number"] == trial.number and meta["trial"]["study"] == "grid"
@@ -41,13 +42,13 @@ def test_grid_sweep_completes_resumes_and_prunes(tmp_path: Path) -> None:
     again = run_sweep(load_spec(_spec(tmp_path, "grid")))  # resume: nothing left to do
     assert len(again.get_trials()) == 4 and sorted((tmp_path / "grid" / "trials").iterdir()) == dirs
     best = again.best_trial
-    assert best.params["algo.lr"] == 0.003  # learning beats lr = 0
+    assert best.params["algo.lr"] == 0.003  # learning beats lr ~ 0 (1e-9: algo.lr must be > 0)
 
-    # lr = 0 stays at the uniform ~9 bits/byte: a threshold pruner stops exactly those trials at the first report
+    # lr ~ 0 stays at the uniform ~9 bits/byte: a threshold pruner stops exactly those trials at the first report
     pruned = run_sweep(load_spec(_spec(tmp_path, "prune", pruner={"name": "threshold", "upper": 8.5},
                                        base=[*FAST, "logger=none", "trainer.val_check_interval=8"])))
     states = {(t.params["algo.lr"], t.params["seed"]): t.state for t in pruned.get_trials()}
-    assert states[(0.0, 1)] == states[(0.0, 2)] == optuna.trial.TrialState.PRUNED
+    assert states[(1.0e-9, 1)] == states[(1.0e-9, 2)] == optuna.trial.TrialState.PRUNED
     assert states[(0.003, 1)] == states[(0.003, 2)] == optuna.trial.TrialState.COMPLETE
     pruned_run = next(t for t in pruned.get_trials() if t.state == optuna.trial.TrialState.PRUNED)
     assert read_json(Path(pruned_run.user_attrs["run_dir"]) / "metadata.json")["status"] == "pruned"
@@ -67,7 +68,7 @@ def test_two_workers_on_one_journal_storage_finish_the_grid(tmp_path: Path) -> N
         optuna.storages.journal.JournalFileBackend(str(journal))))
     complete = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
     points = [(t.params["algo.lr"], t.params["seed"]) for t in complete]
-    assert set(points) == {(0.0, 1), (0.0, 2), (0.003, 1), (0.003, 2)}  # no point lost
+    assert set(points) == {(1.0e-9, 1), (1.0e-9, 2), (0.003, 1), (0.003, 2)}  # no point lost
     # GridSampler documents that concurrent workers may evaluate one point twice; at most one extra per worker
     assert len(points) <= 4 + 1
 
