@@ -141,6 +141,7 @@ def bench_text(n_bytes: int, seed: int) -> torch.Tensor:
 
 def bench_hnet(args: argparse.Namespace) -> None:
     """H-Net vs a parameter-matched isotropic RWKV-7: training and generation bytes/s, in this process."""
+    from aegir.config import section_object
     from aegir.run.compose import compose_config
     from aegir.models.build import build_model
 
@@ -153,7 +154,7 @@ def bench_hnet(args: argparse.Namespace) -> None:
     n_bytes = args.batch * args.T
     prompt = ids[:, : args.prompt_len]
     for name in args.models:
-        cfg = compose_config([f"model={name}"]).model
+        cfg = section_object("model", compose_config([f"model={name}"]).model)
         hnet = build_model(cfg)
         base = RWKV7_MODELS[HNET_BASELINES[name]]
         iso = matched_rwkv7(hnet.num_parameters(), int(cfg.vocab_size), base["d_model"], base["head_size"])

@@ -167,8 +167,11 @@ def _explain_across_options(query: str, found: list[tuple[str, KeyInfo]]) -> str
         else:
             for option, value in defaults.items():
                 lines.append(f"  default [{path.split('.')[0]}={option}]: {value}")
-        meaning = next((info.meaning for _, info in rows if info.meaning), "(no comment in conf/)")
-        lines.append(f"  {meaning}")
+        meanings = {option: info.meaning or "(no comment in conf/)" for option, info in rows}
+        if len(set(meanings.values())) == 1:
+            lines.append(f"  {next(iter(meanings.values()))}")
+        else:  # the options describe the key differently (e.g. classify's lr is the head's)
+            lines += [f"  [{path.split('.')[0]}={option}] {meaning}" for option, meaning in meanings.items()]
     return "\n".join(lines)
 
 

@@ -38,7 +38,7 @@ def _pretrain(cfg: DictConfig) -> StageBuild:
     from aegir.tasks.pretrain.task import prepare_pretrain_data
 
     data = prepare_pretrain_data(cfg.task, arm=cfg.arm.name, data_seed=cfg.data_seed)
-    model = build_model(cfg.model)
+    model = build_model(section_object("model", cfg.model))
     module = ByteLMModule(model, data.train, data.val_windows, task=section_object("task", cfg.task),
                           algo=section_object("algo", cfg.algo), seed=cfg.seed, total_steps=cfg.trainer.max_steps)
     return StageBuild(module, count_parameters(model), data.provenance)
@@ -54,7 +54,8 @@ def _toy_grpo(cfg: DictConfig, paths: RunPaths) -> StageBuild:
     reward = OmegaConf.to_container(cfg.reward, resolve=True)
     spec = RewardSpec.from_config(reward)  # type: ignore[arg-type]
     splits = toy_splits(cfg.data_seed, cfg.task.n_train, cfg.task.n_eval, cfg.task.max_operand, cfg.task.ops)
-    policy = build_policy(cfg.model, toy_allowed_token_ids(cfg.task.ops) if cfg.task.restrict_vocab else None)
+    allowed = toy_allowed_token_ids(cfg.task.ops) if cfg.task.restrict_vocab else None
+    policy = build_policy(section_object("model", cfg.model), allowed)
     module = GRPOModule(policy, splits.train, splits.eval, spec, section_object("algo", cfg.algo), seed=cfg.seed,
                         total_steps=cfg.trainer.max_steps, samples_dir=paths.samples)
     provenance = {"toy": {**splits.provenance,
@@ -68,7 +69,8 @@ def _commerce(cfg: DictConfig, paths: RunPaths) -> StageBuild:
 
     from aegir.tasks.commerce.task import prepare_commerce
 
-    policy = build_policy(cfg.model)  # first: a model that cannot be loaded fails before the world is built
+    # First: a model that cannot be loaded fails before the world is built.
+    policy = build_policy(section_object("model", cfg.model))
     data = prepare_commerce(cfg.task, cfg.data_seed, Path(cfg.paths.cache_dir))
     algo = section_object("algo", cfg.algo)
     if cfg.algo.name == "sft":
@@ -105,7 +107,7 @@ def _tables(cfg: DictConfig) -> StageBuild:
         if not data.split(split):  # type: ignore[arg-type]
             raise InputError(f"task.data: the {split} split of {cfg.task.name} has no examples; raise "
                              f"task.data.n_tables (or task.data.val_fraction)")
-    model = build_model(cfg.model)
+    model = build_model(section_object("model", cfg.model))
     module = ColumnClassifierModule(
         model, data.labels, data.train, data.val, data.test if cfg.task.eval_test else (),
         algo=section_object("algo", cfg.algo), gates=OmegaConf.to_container(cfg.gates, resolve=True),  # type: ignore[arg-type]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Sequence, Union
 
 from torch import nn
 
+from aegir.config.schema import HFModelConfig, HNetModelConfig, RWKV7ModelConfig
 from aegir.errors import InputError
 from aegir.models.checkpoint import load_fitting_state, read_state_dict
 from aegir.tokenizer import VOCAB_SIZE
@@ -15,58 +16,55 @@ if TYPE_CHECKING:
     from aegir.models.policy import Policy
 
 
-def build_policy(model_cfg: Any, allowed_ids: Sequence[int] | None = None) -> "Policy":
+ModelConfig = Union[RWKV7ModelConfig, HNetModelConfig, HFModelConfig]
+
+
+def build_policy(model: ModelConfig, allowed_ids: Sequence[int] | None = None) -> "Policy":
     """The policy (model + tokenizer) the record-based loops train: a byte model, or a Hugging Face causal LM.
 
     `allowed_ids` restricts what a byte policy may emit (the toy task's digits); a Hugging Face policy always
     samples from its whole vocabulary."""
-    if model_cfg["arch"] == "hf":
+    if isinstance(model, HFModelConfig):
         from aegir.models.hf_policy import load_hf_policy
 
         if allowed_ids is not None:
             raise InputError("config error: task.restrict_vocab: a vocabulary restriction applies to byte models only; "
                              "pass task.restrict_vocab=false with model.arch=hf")
-        return load_hf_policy(model_cfg)
+        return load_hf_policy(model)
     from aegir.models.policy import BytePolicy
 
-    return BytePolicy(build_model(model_cfg), allowed_ids)
+    return BytePolicy(build_model(model), allowed_ids)
 
 
-def build_model(model_cfg: Mapping[str, Any]) -> nn.Module:
-    """The byte-level policy / backbone for `model.arch` (validated by aegir.config before this is called)."""
-    arch = model_cfg["arch"]
-    if arch == "hf":
+def build_model(model: ModelConfig) -> nn.Module:
+    """The byte-level policy / backbone of a validated `model` section (`aegir.config.section_object`)."""
+    if isinstance(model, HFModelConfig):
         raise InputError("config error: model.arch: this loop trains byte models (rwkv7, hnet); a Hugging Face "
                          "model serves the SFT and GRPO loops")
-    if model_cfg["vocab_size"] < VOCAB_SIZE:
-        raise InputError(f"config error: model.vocab_size: {model_cfg['vocab_size']} is smaller than the "
+    if model.vocab_size < VOCAB_SIZE:
+        raise InputError(f"config error: model.vocab_size: {model.vocab_size} is smaller than the "
                          f"tokenizer's {VOCAB_SIZE} ids (256 bytes + special tokens)")
-    if arch == "rwkv7":
+    if isinstance(model, RWKV7ModelConfig):
         from aegir.models.lm import ByteLM
 
-        if model_cfg["d_model"] % model_cfg["head_size"]:
-            raise InputError(f"config error: model.d_model: {model_cfg['d_model']} is not divisible by "
-                             f"model.head_size {model_cfg['head_size']}")
-        model: nn.Module = ByteLM(vocab_size=model_cfg["vocab_size"], d_model=model_cfg["d_model"],
-                                  n_layers=model_cfg["n_layers"], head_size=model_cfg["head_size"],
-                                  tie_embeddings=model_cfg["tie_embeddings"])
-    elif arch == "hnet":
-        model = build_hnet(model_cfg)
-    else:  # aegir.config rejects unknown archs; this guards direct callers
-        raise InputError(f"config error: model.arch: unknown architecture '{arch}'")
-    if model_cfg.get("pretrained"):
-        load_pretrained(model, Path(model_cfg["pretrained"]))
-    return model
+        if model.d_model % model.head_size:
+            raise InputError(f"config error: model.d_model: {model.d_model} is not divisible by "
+                             f"model.head_size {model.head_size}")
+        built: nn.Module = ByteLM(vocab_size=model.vocab_size, d_model=model.d_model, n_layers=model.n_layers,
+                                  head_size=model.head_size, tie_embeddings=model.tie_embeddings)
+    else:
+        built = build_hnet(model)
+    if model.pretrained:
+        load_pretrained(built, Path(model.pretrained))
+    return built
 
 
-def build_hnet(model_cfg: Mapping[str, Any]) -> nn.Module:
+def build_hnet(model: HNetModelConfig) -> nn.Module:
     """HNetLM from a validated `model` section. Every inconsistency of layout, widths, head size and targets is a
     one-line InputError naming the key, raised before any weights are allocated."""
     from aegir.models.hnet import HNetLM, parse_layout
 
-    widths = [int(d) for d in model_cfg["d_model"]]
-    layout = _plain(model_cfg["arch_layout"])
-    head_size = int(model_cfg["head_size"])
+    widths, layout, head_size = list(model.d_model), model.arch_layout, model.head_size
     try:
         spec = parse_layout(layout, widths)
     except ValueError as err:
@@ -77,30 +75,19 @@ def build_hnet(model_cfg: Mapping[str, Any]) -> nn.Module:
     if spec.is_innermost:
         raise InputError("config error: model.arch_layout: an H-Net needs at least one [encoder, inner, decoder] "
                          f"stage, got {layout!r} (use an rwkv7 model for an isotropic stack)")
-    if head_size < 1:
-        raise InputError(f"config error: model.head_size: must be >= 1, got {head_size}")
     bad = [(s, d) for s, d in enumerate(widths) if d % head_size]
     if bad:
         stage, width = bad[0]
         raise InputError(f"config error: model.d_model: d_model[{stage}] = {width} is not divisible by "
                          f"model.head_size {head_size}")
-    targets = [float(t) for t in model_cfg["target_compression"]]
+    targets = list(model.target_compression)
     n_routed = spec.depth - 1
     if len(targets) != n_routed or any(not t > 1 for t in targets):
         raise InputError(f"config error: model.target_compression: needs {n_routed} value(s) > 1 (one per "
                          f"non-innermost stage of arch_layout, outer first), got {targets}")
-    return HNetLM(vocab_size=int(model_cfg["vocab_size"]), d_model=widths, arch_layout=layout, head_size=head_size,
-                  target_compression=targets, ratio_loss_weight=float(model_cfg["ratio_loss_weight"]),
-                  tie_embeddings=bool(model_cfg["tie_embeddings"]))
-
-
-def _plain(value: Any) -> Any:
-    """An OmegaConf node (or anything) as plain Python lists / scalars, for the layout parser."""
-    from omegaconf import DictConfig, ListConfig, OmegaConf
-
-    if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
-    return value
+    return HNetLM(vocab_size=model.vocab_size, d_model=widths, arch_layout=layout, head_size=head_size,
+                  target_compression=targets, ratio_loss_weight=model.ratio_loss_weight,
+                  tie_embeddings=model.tie_embeddings)
 
 
 def count_parameters(model: nn.Module) -> int:

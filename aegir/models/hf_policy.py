@@ -26,6 +26,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from aegir.config.schema import HFModelConfig
 from aegir.errors import InputError
 from aegir.models.checkpoint import load_fitting_state, read_state_dict
 from aegir.models.lm import device_generator
@@ -231,11 +232,11 @@ def end_of_turn_ids(tokenizer: Any, model: nn.Module) -> list[int]:
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
-def load_hf_policy(cfg: Any) -> HFPolicy:
+def load_hf_policy(cfg: HFModelConfig) -> HFPolicy:
     """The policy `model=hf` describes (a validated `model` section): tokenizer, model, LoRA adapter, and the
     weights of an earlier stage's checkpoint when `model.pretrained` is set. Any way the model cannot be had is
     one InputError naming `model.name_or_path` and how to obtain it."""
-    source = str(cfg.name_or_path)
+    source = cfg.name_or_path
     if cfg.create_tiny and not (Path(source) / "config.json").is_file():
         from aegir.models.hf_tiny import ensure_tiny_model
 
@@ -246,7 +247,7 @@ def load_hf_policy(cfg: Any) -> HFPolicy:
                          "directory (config.json, weights, tokenizer files)")
     tokenizer, model = _from_pretrained(cfg, source)
     if cfg.chat_template:
-        template = Path(str(cfg.chat_template))
+        template = Path(cfg.chat_template)
         if not template.is_file():
             raise InputError(f"model.chat_template: no such file: {template}")
         tokenizer.chat_template = template.read_text(encoding="utf-8")
@@ -265,31 +266,31 @@ def load_hf_policy(cfg: Any) -> HFPolicy:
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.config.use_cache = False
-    lora = bool(cfg.lora.enabled)
+    lora = cfg.lora.enabled
     if lora:
         from peft import LoraConfig, get_peft_model
 
         targets = cfg.lora.target_modules
         targets = targets if isinstance(targets, str) else [str(t) for t in targets]
         model = get_peft_model(model, LoraConfig(
-            r=int(cfg.lora.r), lora_alpha=float(cfg.lora.alpha), lora_dropout=float(cfg.lora.dropout),
-            target_modules=targets, bias=str(cfg.lora.bias), task_type="CAUSAL_LM"))
+            r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
+            target_modules=targets, bias=cfg.lora.bias, task_type="CAUSAL_LM"))
         if cfg.gradient_checkpointing:
             model.enable_input_require_grads()  # a frozen base needs a grad-carrying input under checkpointing
         adapter = {k: v for k, v in (state or {}).items() if "lora_" in k}
         if adapter:
             _load_into(model, adapter, cfg.pretrained, strict=False)
-        exported_base = Path(str(cfg.pretrained)).parent / "best" if state and base_keys else None
+        exported_base = Path(cfg.pretrained).parent / "best" if state and base_keys else None
         if exported_base is not None and (exported_base / "config.json").is_file():
             # The adapter trains on an earlier stage's weights: record that stage's exported model as its base, so
             # the adapter directory this run exports loads on the right weights.
             model.peft_config["default"].base_model_name_or_path = str(exported_base.resolve())
     model.train()  # from_pretrained returns eval mode; the loops expect a module built for training, as byte models are
-    return HFPolicy(model, tokenizer, lora=lora, strip_think=bool(cfg.strip_thinking),
+    return HFPolicy(model, tokenizer, lora=lora, strip_think=cfg.strip_thinking,
                     enable_thinking=cfg.enable_thinking)
 
 
-def _from_pretrained(cfg: Any, source: str) -> tuple[Any, nn.Module]:
+def _from_pretrained(cfg: HFModelConfig, source: str) -> tuple[Any, nn.Module]:
     try:
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as err:  # pragma: no cover - transformers is a dependency
@@ -297,12 +298,12 @@ def _from_pretrained(cfg: Any, source: str) -> tuple[Any, nn.Module]:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the weight-loading bar would interleave with the run's own log lines
-    common = {"revision": cfg.revision, "trust_remote_code": bool(cfg.trust_remote_code)}
-    dtype = "auto" if cfg.dtype == "auto" else DTYPES[str(cfg.dtype)]
+    common = {"revision": cfg.revision, "trust_remote_code": cfg.trust_remote_code}
+    dtype = "auto" if cfg.dtype == "auto" else DTYPES[cfg.dtype]
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **common)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype,
-                                                     attn_implementation=str(cfg.attn_implementation), **common)
+                                                     attn_implementation=cfg.attn_implementation, **common)
     except (OSError, ValueError) as err:
         text = " ".join(str(err).split())
         if "couldn't connect" in text or "offline" in text.lower() or "cached files" in text:
@@ -316,11 +317,11 @@ def _from_pretrained(cfg: Any, source: str) -> tuple[Any, nn.Module]:
     return tokenizer, model
 
 
-def _pretrained_state(cfg: Any) -> dict[str, Tensor] | None:
+def _pretrained_state(cfg: HFModelConfig) -> dict[str, Tensor] | None:
     """Weights of an earlier stage (a Lightning .ckpt of an SFT or GRPO run on this model), prefixes stripped."""
     if not cfg.pretrained:
         return None
-    return read_state_dict(Path(str(cfg.pretrained)))
+    return read_state_dict(Path(cfg.pretrained))
 
 
 def _load_into(model: nn.Module, state: dict[str, Tensor], path: Any, *, strict: bool) -> None:

@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from aegir.config import validate
+from aegir.config import section_object, validate
 from aegir.main import run
 from aegir.models.build import build_model, count_parameters
 from aegir.rundir import RunPaths, read_history, read_json
@@ -35,7 +35,7 @@ def test_nano_hnet_pretraining_records_chunk_statistics(compose, tmp_path: Path,
     paths = RunPaths(_single_run_dir(tmp_path / "outputs"))
 
     metadata = read_json(paths.metadata)
-    expected = count_parameters(build_model(validate(compose(overrides, fast=False)).model))
+    expected = count_parameters(build_model(section_object("model", validate(compose(overrides, fast=False)).model)))
     assert metadata["model"] == {"arch": "hnet", "name": "hnet_nano", "n_parameters": expected}
     assert f"model hnet_nano (hnet): {expected:,} parameters" in caplog.text
 
@@ -85,7 +85,7 @@ def test_comparison_experiment_pairs_models_of_similar_size_on_the_same_budget(c
     assert models == ["hnet_nano", "rwkv7_nano"]
     cfgs = [validate(compose(["+experiment=pretrain_hnet_vs_rwkv7", f"model={m}"], fast=False)) for m in models]
     assert [c.model.arch for c in cfgs] == ["hnet", "rwkv7"]
-    counts = [count_parameters(build_model(c.model)) for c in cfgs]
+    counts = [count_parameters(build_model(section_object("model", c.model))) for c in cfgs]
     assert abs(counts[0] / counts[1] - 1) < 0.1, counts
     same = ("task", "trainer", "algo", "seed", "data_seed", "arm")
     views = [OmegaConf.to_container(OmegaConf.masked_copy(c, list(same)), resolve=True) for c in cfgs]

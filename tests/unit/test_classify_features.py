@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
+from aegir.config import load_group
 from aegir.models.build import build_model
 from aegir.models.features import (backbone_hidden, hidden_width, move_cls_to_end, pad_batch, pool, pooled_width,
                                    valid_mask)
 from aegir.tokenizer import CLS_ID, PAD_ID, SEP_ID
 
-RWKV = {"arch": "rwkv7", "vocab_size": 512, "d_model": 64, "n_layers": 2, "head_size": 32, "tie_embeddings": True,
-        "pretrained": None}
-HNET = {"arch": "hnet", "vocab_size": 512, "d_model": [32, 64], "arch_layout": ["w1", ["w1"], "w1"], "head_size": 32,
-        "target_compression": [2.0], "ratio_loss_weight": 0.03, "tie_embeddings": True, "pretrained": None}
+RWKV = load_group("model", "rwkv7_nano", vocab_size=512, d_model=64, n_layers=2, head_size=32, tie_embeddings=True,
+                  pretrained=None)
+HNET = load_group("model", "hnet_nano", vocab_size=512, d_model=[32, 64], arch_layout=["w1", ["w1"], "w1"],
+                  head_size=32, target_compression=[2.0], ratio_loss_weight=0.03, tie_embeddings=True, pretrained=None)
 
 
 @pytest.fixture(autouse=True)
@@ -63,7 +66,7 @@ def test_move_cls_to_end() -> None:
 
 
 @pytest.mark.parametrize("spec", [RWKV, HNET], ids=["rwkv7", "hnet"])
-def test_backbone_hidden_is_the_final_normed_state_and_padding_safe(spec: dict) -> None:
+def test_backbone_hidden_is_the_final_normed_state_and_padding_safe(spec: Any) -> None:
     torch.manual_seed(0)
     model = build_model(spec).eval()
     rows = [[CLS_ID, *range(40, 75), SEP_ID], [CLS_ID, *range(90, 100), SEP_ID], [CLS_ID, 7, SEP_ID]]

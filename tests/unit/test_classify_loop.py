@@ -23,8 +23,8 @@ from aegir.loops.classify import (ColumnClassifierModule, backbone_frozen, backb
 from aegir.models.build import build_model
 from aegir.tokenizer import CLS_ID, SEP_ID
 
-RWKV = {"arch": "rwkv7", "vocab_size": 512, "d_model": 32, "n_layers": 1, "head_size": 32, "tie_embeddings": True,
-        "pretrained": None}
+RWKV = load_group("model", "rwkv7_nano", vocab_size=512, d_model=32, n_layers=1, head_size=32, tie_embeddings=True,
+                  pretrained=None)
 ALGO = load_group("algo", "classify", lr=1e-2, min_lr_ratio=0.1, warmup_steps=1, weight_decay=0.01, beta1=0.9,
                   beta2=0.99, eps=1e-8, grad_clip=1.0, w0_lr_mult=2.0, batch_size=4, val_batch_size=16,
                   freeze_backbone_steps=0, backbone_lr_mult=1.0, head_dropout=0.0, pooling="mean",
@@ -115,7 +115,7 @@ def test_classifier_checkpoint_holds_the_backbone_as_model(tmp_path: Path) -> No
     assert {k.split(".")[0] for k in state} == {"model", "head"}
     path = tmp_path / "cta.ckpt"
     torch.save({"state_dict": state}, path)
-    loaded = build_model({**RWKV, "pretrained": str(path)})
+    loaded = build_model(replace(RWKV, pretrained=str(path)))
     torch.testing.assert_close(loaded.emb.weight, module.model.emb.weight)
 
 

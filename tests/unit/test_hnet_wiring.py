@@ -12,9 +12,8 @@ from typing import Any
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
-from aegir.config import load_group, validate
+from aegir.config import load_group, section_object, validate
 from aegir.errors import InputError
 from aegir.loops.lm import (ByteLMModule, DegeneracyMonitor, chunk_metrics, degeneracy_message, evaluate_windows,
                             lm_logits, next_byte_loss, pool_stage_stats)
@@ -28,7 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # every model here is tiny: 
 
 
 def _model_cfg(compose, name: str, *overrides: str) -> Any:
-    return validate(compose([f"model={name}", *overrides], fast=False)).model
+    return section_object("model", validate(compose([f"model={name}", *overrides], fast=False)).model)
 
 
 def _stats(frac: float, prob: float, degenerate: bool = False, ratio: float = 1.0) -> StageStats:
@@ -309,7 +308,7 @@ def test_the_typed_hnet_nano_section_matches_the_composed_yaml(compose) -> None:
     from dataclasses import asdict
 
     defaults = asdict(load_group("model", "hnet_nano"))
-    yaml = OmegaConf.to_container(_model_cfg(compose, "hnet_nano"))
+    yaml = asdict(_model_cfg(compose, "hnet_nano"))
     assert defaults == yaml
 
 
