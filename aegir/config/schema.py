@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from aegir.schema import key
+from aegir.tasks.pretrain.corpus import ARMS
 from aegir.tasks.tables.dataset import TablesDataConfig
 
-ARMS = ("full", "no_ontology", "no_schema")
 GATE_OPS = ("<", "<=", ">", ">=", "==", "!=")
 PROBABILITY = {"ge": 0.0, "le": 1.0}
 FRACTION = {"ge": 0.0, "lt": 1.0}

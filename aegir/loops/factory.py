@@ -37,7 +37,7 @@ def _pretrain(cfg: DictConfig) -> StageBuild:
     from aegir.loops.lm import ByteLMModule
     from aegir.tasks.pretrain.task import prepare_pretrain_data
 
-    data = prepare_pretrain_data(cfg.task, arm=cfg.arm.name, data_seed=cfg.data_seed)
+    data = prepare_pretrain_data(section_object("task", cfg.task), arm=cfg.arm.name, data_seed=cfg.data_seed)
     model = build_model(section_object("model", cfg.model))
     module = ByteLMModule(model, data.train, data.val_windows, task=section_object("task", cfg.task),
                           algo=section_object("algo", cfg.algo), seed=cfg.seed, total_steps=cfg.trainer.max_steps)
