@@ -71,7 +71,7 @@ def _commerce(cfg: DictConfig, paths: RunPaths) -> StageBuild:
 
     # First: a model that cannot be loaded fails before the world is built.
     policy = build_policy(section_object("model", cfg.model))
-    data = prepare_commerce(cfg.task, cfg.data_seed, Path(cfg.paths.cache_dir))
+    data = prepare_commerce(section_object("task", cfg.task), cfg.data_seed, Path(cfg.paths.cache_dir))
     algo = section_object("algo", cfg.algo)
     if cfg.algo.name == "sft":
         from aegir.loops.sft import SFTModule

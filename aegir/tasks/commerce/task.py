@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
+from aegir.config.schema import CommerceTaskConfig
 from aegir.errors import InputError
 from aegir.rundir import sha256_file
 from aegir.tasks.commerce.pairs import TASKS, build_pairs, split_pairs, stratified_eval_set
@@ -40,31 +41,30 @@ def _world(data_seed: int, scale: str, cache_dir: Path) -> WorldInfo:
     return info
 
 
-def prepare_commerce(task_cfg: Mapping[str, Any], data_seed: int, cache_dir: Path) -> CommerceData:
-    data = task_cfg["data"]
-    tasks = [t for t in task_cfg["tasks"]]
+def prepare_commerce(task: CommerceTaskConfig, data_seed: int, cache_dir: Path) -> CommerceData:
+    data, tasks = task.data, list(task.tasks)
     unknown = [t for t in tasks if t not in TASKS]
     if unknown:
         raise InputError(f"config error: task.tasks: unknown task(s) {', '.join(unknown)}; allowed: {', '.join(TASKS)}")
-    if data.get("db"):
-        db_path = Path(data["db"]).resolve()
+    if data.db:
+        db_path = Path(data.db).resolve()
         world = WorldInfo(path=db_path, sha256=sha256_file(db_path), data_seed=data_seed, scale="user",
                           row_counts=check_user_db(db_path))
     else:
-        world = _world(data_seed, str(data["scale"]), cache_dir)
-    if data.get("pairs"):
-        records = load_user_pairs(data["pairs"], require_task_fields=True)
+        world = _world(data_seed, data.scale, cache_dir)
+    if data.pairs:
+        records = load_user_pairs(data.pairs, require_task_fields=True)
         for record in records:
             if record["task"] == "sql_qa" and not record.get("db_path"):
                 record["db_path"] = str(world.path)
     else:
-        counts = {t: int(data["n_per_task"][t]) for t in tasks}
+        counts = {t: data.n_per_task[t] for t in tasks}
         records = build_pairs(data_seed, world, counts)
     records = [r for r in records if r["task"] in tasks]
-    train, held_out = split_pairs(records, data_seed, float(data["eval_fraction"]))
-    minimums = {t: int(task_cfg["eval_minimums"][t]) for t in tasks}
+    train, held_out = split_pairs(records, data_seed, data.eval_fraction)
+    minimums = {t: task.eval_minimums[t] for t in tasks}
     eval_records, eval_hash = stratified_eval_set(held_out, minimums, data_seed=data_seed)
     provenance = {"commerce": {"world": str(world.path), "world_sha256": world.sha256, "scale": world.scale,
-                               "pairs": str(data.get("pairs") or "generated"), "n_train": len(train),
+                               "pairs": str(data.pairs or "generated"), "n_train": len(train),
                                "n_eval": len(eval_records), "eval_sha256": eval_hash, "tasks": tasks}}
     return CommerceData(train, eval_records, provenance)
