@@ -13,16 +13,29 @@ from pathlib import Path
 
 import yaml
 
-from aegir.exit_status import FINISHED, INPUT_ERROR
+from aegir.config import validate
+from aegir.errors import InputError
+from aegir.cli import format_config_error
+from aegir.exit_status import CONFIG_ERRORS, FINISHED, INPUT_ERROR
+from aegir.run.checkpoints import check_resumable
+from aegir.run.compose import compose_config
 
 RUN_PY = Path(__file__).resolve().parents[1] / "run.py"
 
 
 def resume_command(run_dir: Path, extra: list[str]) -> list[str]:
+    """The run.py command that resumes `run_dir`, after checking (without touching the directory) that the run
+    started and that its config with `extra` is valid: Hydra rewrites `.hydra/` as soon as run.py starts, so a
+    command that would be refused must be refused here."""
     overrides_file = run_dir / ".hydra" / "overrides.yaml"
     if not overrides_file.is_file():
-        raise FileNotFoundError(f"{overrides_file}: not a run directory (no .hydra/overrides.yaml)")
+        raise InputError(f"{overrides_file}: not a run directory (no .hydra/overrides.yaml)")
+    if not (run_dir / "metadata.json").is_file():
+        raise InputError(f"{run_dir}: the run never started (no metadata.json); nothing to resume, start it anew")
     overrides = [o for o in (yaml.safe_load(overrides_file.read_text()) or []) if not o.startswith("resume=")]
+    validate(compose_config([*overrides, *extra, "resume=true"]))
+    for checkpoint in sorted(run_dir.glob("**/checkpoints/last.ckpt")):
+        check_resumable(checkpoint)
     return [sys.executable, str(RUN_PY), *overrides, *extra, "resume=true", f"hydra.run.dir={run_dir}"]
 
 
@@ -33,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
         return FINISHED if args else INPUT_ERROR
     try:
         command = resume_command(Path(args[0]), args[1:])
-    except FileNotFoundError as err:
+    except InputError as err:
         print(f"aegir.resume: {err}", file=sys.stderr)
+        return INPUT_ERROR
+    except CONFIG_ERRORS as err:  # Hydra's composition errors (unknown key, no such option)
+        print(f"aegir.resume: {format_config_error(err)}", file=sys.stderr)
         return INPUT_ERROR
     print("resuming:", " ".join(command), flush=True)
     return subprocess.call(command)

@@ -69,6 +69,43 @@ def _fail(path: Path, key: str, message: str) -> None:
     raise InputError(f"{path}: {key}: {message}")
 
 
+def _check_range(path: Path, key: str, space: dict[str, Any]) -> None:
+    """What Optuna would refuse only at the first trial: a range that is empty, or a log range that reaches 0."""
+    if not all(k in space for k in ("low", "high")):
+        _fail(path, key, "low and high are required for a range")
+    low, high = space["low"], space["high"]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
+        _fail(path, key, f"low and high must be finite numbers, got low={low!r}, high={high!r}")
+    if low > high:
+        _fail(path, key, f"low {low} is above high {high}")
+    if space.get("log") and low <= 0:
+        _fail(path, f"{key}.low", f"a log range needs low > 0, got {low}")
+    step = space.get("step")
+    if step is not None and (not isinstance(step, (int, float)) or isinstance(step, bool) or not step > 0):
+        _fail(path, f"{key}.step", f"must be a number > 0, got {step!r}")
+
+
+def _check_storage(path: Path, storage: Any) -> None:
+    """A storage Optuna can open: `journal:PATH` or an SQLAlchemy URL (sqlite:///..., postgresql://...)."""
+    if not isinstance(storage, str) or not storage:
+        _fail(path, "storage", f"a URL such as sqlite:///study.db, postgresql://host/db or journal:PATH, "
+                               f"got {storage!r}")
+    if storage.startswith("journal:"):
+        if not storage[len("journal:"):]:
+            _fail(path, "storage", "journal: needs a file path, e.g. journal:/shared/study.journal")
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(storage)
+    except ArgumentError:
+        _fail(path, "storage", f"not a database URL: {storage!r} (e.g. sqlite:///study.db, "
+                               "postgresql://user@host/db, or journal:PATH)")
+    if not url.drivername:
+        _fail(path, "storage", f"no database driver in {storage!r}")
+
+
 def load_spec(path: Path, extra_overrides: Sequence[str] = ()) -> SweepSpec:
     """Read and check a spec; every problem is one InputError line naming the file and key."""
     if not path.is_file():
@@ -99,8 +136,8 @@ def load_spec(path: Path, extra_overrides: Sequence[str] = ()) -> SweepSpec:
             _fail(path, f"params.{key}.type", f"one of {', '.join(PARAM_TYPES)} is required")
         if space["type"] == "categorical" and not (isinstance(space.get("choices"), list) and space["choices"]):
             _fail(path, f"params.{key}.choices", "a non-empty list is required")
-        if space["type"] in ("float", "int") and not all(k in space for k in ("low", "high")):
-            _fail(path, f"params.{key}", "low and high are required for a range")
+        if space["type"] in ("float", "int"):
+            _check_range(path, f"params.{key}", space)
     objective = raw.get("objective") or {}
     if not isinstance(objective, dict) or not objective.get("metric"):
         _fail(path, "objective.metric", "required, e.g. eval/reward")
@@ -123,6 +160,9 @@ def load_spec(path: Path, extra_overrides: Sequence[str] = ()) -> SweepSpec:
     base = raw.get("base") or []
     if not isinstance(base, list) or not all(isinstance(o, str) for o in base):
         _fail(path, "base", "a list of override strings")
+    storage = raw.get("storage")
+    if storage is not None:
+        _check_storage(path, storage)
     study_name = str(raw.get("study_name") or path.stem)
     output_dir = Path(raw.get("output_dir") or Path("outputs") / "sweeps" / study_name)
     return SweepSpec(path, study_name, list(base), params, str(objective["metric"]), direction, sampler, pruner,

@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 
 from aegir.errors import InputError
+from aegir.run.checkpoints import check_resumable
 from aegir.run.directory import is_rank_zero, mark_ended, now, run_metadata
 from aegir.run.summary import StageResult, finalize_stage
 from aegir.run.trainer import build_trainer, log_config_text, single_log_stream
@@ -37,6 +38,7 @@ def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (
         torch.set_num_threads(int(cfg.trainer.num_threads))
     resume_from = None
     if cfg.resume and paths.last_ckpt.is_file():
+        check_resumable(paths.last_ckpt)
         resume_from = paths.last_ckpt
     elif cfg.resume:
         raise InputError(f"resume: no checkpoint to resume from at {paths.last_ckpt}")
@@ -62,7 +64,7 @@ def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (
         trainer = build_trainer(cfg, paths, module, extra_callbacks=callbacks)
         if is_rank_zero() and trainer.loggers:
             log_config_text(trainer, cfg)
-        trainer.fit(module, ckpt_path=str(resume_from) if resume_from else None)
+        trainer.fit(module, ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
         if trainer.global_rank != 0:
             return StageResult(paths, math.nan)
         summary = finalize_stage(cfg, paths, module, trainer.global_step, started)

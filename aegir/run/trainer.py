@@ -22,6 +22,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
 
     from aegir.observe.callbacks import ParamSyncCheck, ThreadsPerProcess  # import Lightning (see the docstring)
     from aegir.observe.history_logger import HistoryLogger
+    from aegir.run.checkpoints import atomic_checkpoint_io
 
     ckpt = cfg.callbacks.checkpoint
     callbacks: list[Any] = [ModelCheckpoint(
@@ -55,7 +56,8 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
         gradient_clip_val=(cfg.algo.grad_clip or None) if module.automatic_optimization else None,
         deterministic=cfg.trainer.deterministic,
         enable_progress_bar=show_bar, enable_model_summary=False, num_sanity_val_steps=0,
-        use_distributed_sampler=False, callbacks=callbacks, logger=loggers, default_root_dir=str(paths.root))
+        use_distributed_sampler=False, callbacks=callbacks, logger=loggers, default_root_dir=str(paths.root),
+        plugins=[atomic_checkpoint_io()])
 
 
 def log_config_text(trainer: Any, cfg: DictConfig) -> None:

@@ -82,6 +82,22 @@ def test_bad_specs_name_file_and_key(tmp_path: Path) -> None:
         load_spec(_spec(tmp_path, "bad2", samplr={"name": "tpe"}))
 
 
+@pytest.mark.parametrize("fields,match", [
+    ({"params": {"algo.lr": {"type": "float", "low": 0.1, "high": 0.01}}}, r"params\.algo\.lr: low 0.1 is above high"),
+    ({"params": {"algo.lr": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}},
+     r"params\.algo\.lr\.low: a log range needs low > 0"),
+    ({"params": {"algo.lr": {"type": "float", "low": "a", "high": 0.1}}}, "must be finite numbers"),
+    ({"params": {"seed": {"type": "int", "low": 1, "high": 9, "step": 0}}}, r"params\.seed\.step: must be"),
+    ({"storage": "postgres//nobody"}, "storage: not a database URL"),
+    ({"storage": "journal:"}, "journal: needs a file path"),
+])
+def test_a_spec_optuna_would_refuse_later_is_one_line_before_the_study(tmp_path: Path, fields: dict,
+                                                                        match: str) -> None:
+    with pytest.raises(InputError, match=match):
+        load_spec(_spec(tmp_path, "bad", sampler={"name": "tpe"}, **fields))
+    assert not (tmp_path / "bad" / "study.db").exists()
+
+
 def test_every_sweep_spec_in_the_repo_loads_and_composes(tmp_path: Path) -> None:
     for path in sorted((ROOT / "sweeps").glob("*.yaml")):
         preflight(load_spec(path))  # composes and validates the first point of the space, as a sweep does first
