@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from aegir.errors import InputError
+from aegir.observe.config import ObservatoryConfig, observatory_problems
 from aegir.tasks.tables.dataset import TablesDataConfig
 
 log = logging.getLogger("aegir")
@@ -354,6 +355,7 @@ class CheckpointConfig:
 class CallbacksConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     progress_bar: str = "tqdm"
+    observatory: ObservatoryConfig = field(default_factory=ObservatoryConfig)  # aegir/observe/config.py
 
 
 @dataclass
@@ -475,6 +477,20 @@ MODEL_CHECKS: dict[str, Any] = {"hf": _check_hf_model}
 TASK_CHECKS: dict[str, Any] = {"cta": _check_tables_task, "cpa": _check_tables_task}
 
 
+def _check_observatory(out: dict[str, Any]) -> None:
+    """Ranges of callbacks.observatory.* (aegir/observe/config.py) and, when switched on, the user's probe file and
+    hard-example board (one line naming the file and line)."""
+    obs = (out.get("callbacks") or {}).get("observatory")
+    if not obs or "${" in str(obs):
+        return
+    for key, message in observatory_problems(obs):
+        _fail(f"callbacks.observatory.{key}", message)
+    if obs["enabled"]:
+        from aegir.observe.probes import check_user_files
+
+        check_user_files(obs)
+
+
 def _schema_at(schema: Any, path: Sequence[str]) -> Any:
     """The dataclass found by walking `path` through nested schema fields, or None."""
     for part in path:
@@ -559,6 +575,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         TASK_CHECKS[out["task"]["name"]](out["task"])
     if out["model"]["arch"] in MODEL_CHECKS:
         MODEL_CHECKS[out["model"]["arch"]](out["model"])
+    _check_observatory(out)
     if out["algo"]["name"] == "grpo":
         for notice in grpo_knob_notices(out["algo"]):
             log.warning("config notice: %s", notice)
