@@ -1,0 +1,164 @@
+"""The observatory end to end: `callbacks=observatory` on pretraining and GRPO writes every observe/ file and every
+TensorBoard view (read back with EventAccumulator), leaves the training metrics untouched, is deterministic, and
+`python -m aegir.observe` adds after-the-fact snapshots; bad input is one line and exit status 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from aegir.main import run
+from aegir.observe.__main__ import main as observe_main
+from aegir.rundir import read_history, read_json
+from tests.conftest import run_cli
+
+OBS = ["callbacks=observatory", "callbacks.observatory.probes.n=24", "callbacks.observatory.probes.batch_size=12"]
+PRETRAIN = ["trainer.max_steps=8", "trainer.val_check_interval=4"]
+GRPO = ["+experiment=grpo_toy", "trainer.enable_progress_bar=false", "algo.group_size=4", "algo.prompts_per_step=4",
+        "task.n_eval=8", "trainer.max_steps=6", "trainer.val_check_interval=3", "model.d_model=32",
+        "model.head_size=16", "model.n_layers=1", *OBS]
+
+
+def _run_dir(root: Path) -> Path:
+    dirs = [p.parent for p in root.rglob("metadata.json")]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _events(run_dir: Path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "tensors": 0, "scalars": 0,
+                                                                "histograms": 0})
+    acc.Reload()
+    return acc
+
+
+def _instrument_rows(run_dir: Path) -> dict[str, list[dict]]:
+    return {name: _rows(run_dir / "observe" / name) for name in
+            ("learning_history.jsonl", "geometry.jsonl", "calibration.jsonl", "trajectories.jsonl", "skills.jsonl",
+             "hard_examples.jsonl", "probe_set.jsonl")}
+
+
+@pytest.mark.slow
+def test_pretraining_observatory_files_tensorboard_determinism_and_no_interference(compose, tmp_path: Path,
+                                                                                    one_thread: None) -> None:
+    first = compose([*PRETRAIN, *OBS, f"paths.output_root={tmp_path / 'a'}"])
+    run(first)
+    run_dir = _run_dir(tmp_path / "a")
+    observe = run_dir / "observe"
+
+    history = _rows(observe / "learning_history.jsonl")
+    assert [r["step"] for r in history] == [0, 4, 8]
+    assert history[0]["layers"] == ["emb", "body.blocks.0", "body.blocks.1", "ln_out"]
+    assert history[1]["grad_norm"]["body.blocks.0"] > 0 and history[1]["update_ratio"]["emb"] > 0
+    assert history[2]["drift_init"]["body.blocks.1"] > 0 and history[2]["prev_step"] == 4
+    assert "val/bpb" in history[1]["metrics"] and set(history[1]["skills"]) == {"ontology", "ddl", "rows", "prose"}
+    probes = _rows(observe / "probe_set.jsonl")
+    metadata = read_json(run_dir / "metadata.json")
+    assert len(probes) == 24 and metadata["observe"]["n_probes"] == 24
+    assert len(metadata["observe"]["probe_set_sha256"]) == 64 and metadata["observe"]["hard_examples"]["n"] >= 5
+    for step in (0, 4, 8):
+        with np.load(observe / "embeddings" / f"step_{step:06d}.npz") as emb:
+            assert emb["last"].shape == (24, 64) and emb["middle"].shape == (24, 64)
+            assert emb["ids"].tolist() == [p["id"] for p in probes]
+    geometry = _rows(observe / "geometry.jsonl")
+    assert geometry[0]["drift"] is None and 0 < geometry[2]["drift"] < 2 and geometry[2]["drift_first"] > 0
+    calibration = _rows(observe / "calibration.jsonl")
+    assert len(calibration[1]["bins"]) == 15 and 0 <= calibration[1]["ece"] <= 1
+    assert calibration[1]["mce"] >= calibration[1]["ece"] and len(calibration[1]["entropy_by_position"]) > 1
+    trajectories = _rows(observe / "trajectories.jsonl")
+    assert all(len(v) == 16 for v in trajectories[1]["logprobs"].values())
+    order = json.loads((observe / "learned_order.json").read_text())
+    assert order["steps"] == [0, 4, 8] and set(order["by_skill_median_step"]) == {"ontology", "ddl", "rows", "prose"}
+    hard = _rows(observe / "hard_examples.jsonl")
+    assert {r["step"] for r in hard} == {0, 4, 8} and all(r["ok"] or r["error"] for r in hard)
+    figures = observe / "figures"
+    for name in ("drift_heatmap_step000008.png", "geometry_step000008.png", "reliability_step000008.png",
+                 "radar_step000008.png", "trajectories_ddl_step000008.png", "radar.gif"):
+        assert (figures / name).stat().st_size > 1000, name
+    summary = read_json(run_dir / "summary.json")
+    assert "stability" in summary
+
+    events = _events(run_dir)
+    tags = events.Tags()
+    for name in ("calib/ece", "calib/mce", "calib/ece_adaptive", "entropy/mean", "geometry/drift",
+                 "geometry/drift_first", "stability/exploding_gradients", "stability/dead_layers",
+                 "drift/init/body.blocks.0", "drift/prev/emb", "errors/wrong_frac"):
+        assert name in tags["scalars"], name
+    assert [e.step for e in events.Scalars("calib/ece")] == [0, 4, 8]
+    for name in ("observe/drift_heatmap", "observe/geometry_map", "observe/reliability", "observe/radar",
+                 "observe/trajectories/ddl"):
+        assert name in tags["images"], name
+    assert "observe/hard_examples/text_summary" in tags["tensors"]
+    assert "errors/first_divergence" in tags["histograms"]
+    projector = (run_dir / "tb" / "projector_config.pbtxt").read_text()
+    assert projector.count("embeddings {") == 6 and "probes_last" in projector and "probes_middle" in projector
+    assert "id\tskill" in (run_dir / "tb" / "00008" / "probes_last" / "metadata.tsv").read_text()
+
+    # The same run again: identical instrument records; without the observatory: identical training metrics.
+    run(compose([*PRETRAIN, *OBS, f"paths.output_root={tmp_path / 'b'}"]))
+    again = _run_dir(tmp_path / "b")
+    assert _instrument_rows(again) == _instrument_rows(run_dir)
+    with np.load(again / "observe/embeddings/step_000008.npz") as x, \
+            np.load(observe / "embeddings/step_000008.npz") as y:
+        assert np.array_equal(x["last"], y["last"]) and np.array_equal(x["middle"], y["middle"])
+    run(compose([*PRETRAIN, f"paths.output_root={tmp_path / 'c'}"]))
+    plain = read_history(_run_dir(tmp_path / "c") / "history.jsonl")
+    observed = read_history(run_dir / "history.jsonl")
+    for name in ("train/loss", "val/bpb"):
+        assert observed[name] == plain[name], name
+    assert not (_run_dir(tmp_path / "c") / "observe").exists()
+
+
+@pytest.mark.slow
+def test_grpo_toy_observatory_board_and_after_the_fact_command(compose, tmp_path: Path, one_thread: None,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    run(compose([*GRPO, f"paths.output_root={tmp_path / 'out'}"], fast=False))
+    run_dir = _run_dir(tmp_path / "out")
+    observe = run_dir / "observe"
+    assert len(_rows(observe / "probe_set.jsonl")) == 24
+    hard = _rows(observe / "hard_examples.jsonl")
+    assert {r["step"] for r in hard} == {0, 3, 6}
+    assert {r["error"] for r in hard} <= {None, "wrong answer", "format error", "truncated", "reward error"}
+    assert all("flip" in r for r in hard)
+    skills = _rows(observe / "skills.jsonl")
+    assert "eval:toy_arith" in skills[0]["scores"] and "probe:hard" in skills[-1]["scores"]
+    trajectories = _rows(observe / "trajectories.jsonl")
+    assert set(trajectories[0]["first_divergence"]) == set(trajectories[0]["logprobs"])
+    events = _events(run_dir)
+    assert "observe/hard_examples/text_summary" in events.Tags()["tensors"]
+    table = events.Tensors("observe/hard_examples/text_summary")[-1].tensor_proto.string_val[0].decode()
+    assert table.startswith("| | id | category | error | completion |") and ("✓" in table or "✗" in table)
+    assert "flipped since the last checkpoint:" in table
+    assert [e.step for e in events.Scalars("calib/ece")] == [0, 3, 6]
+
+    before = len(_rows(observe / "learning_history.jsonl"))
+    assert observe_main([str(run_dir), "--checkpoint", "last", "best"]) == 0
+    rows = _rows(observe / "learning_history.jsonl")
+    assert len(rows) == before + 2 and [r["source"] for r in rows[-2:]] == ["posthoc:last", "posthoc:best"]
+    assert rows[-2]["drift_init"]["body.blocks.0"] == pytest.approx(rows[before - 1]["drift_init"]["body.blocks.0"])
+    assert (observe / "embeddings" / "step_000006_posthoc-last.npz").is_file()
+    assert (observe / "embeddings" / "step_000006.npz").is_file()
+    capsys.readouterr()
+    assert observe_main([str(run_dir), "--checkpoint", "nope.ckpt"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().count("\n") == 0 and err.startswith("aegir.observe: --checkpoint nope.ckpt: no checkpoint")
+
+
+@pytest.mark.slow
+def test_bad_probe_file_is_one_line_and_exit_2_without_a_run_directory(tmp_path: Path) -> None:
+    probes = tmp_path / "probes.jsonl"
+    probes.write_text('{"id": "a", "skill": "s", "text": "x"}\n{"id": "a", "skill": "s", "text": "y"}\n')
+    done = run_cli(["callbacks=observatory", f"callbacks.observatory.probes.file={probes}",
+                    f"paths.output_root={tmp_path / 'out'}"], cwd=tmp_path, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"aegir: observatory probe file {probes}, line 2: duplicate id 'a'"
+    assert not list((tmp_path / "out").rglob("metadata.json"))
