@@ -5,6 +5,8 @@ TensorBoard view (read back with EventAccumulator), leaves the training metrics 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +164,28 @@ def test_bad_probe_file_is_one_line_and_exit_2_without_a_run_directory(tmp_path:
     assert done.returncode == 2
     assert done.stderr.strip() == f"aegir: observatory probe file {probes}, line 2: duplicate id 'a'"
     assert not list((tmp_path / "out").rglob("metadata.json"))
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_its_instruments_append_only(tmp_path: Path) -> None:
+    """Kill after the step-4 checkpoint, resume: the records (last row per step) equal an uninterrupted run's, and
+    the rows already written are never rewritten."""
+    from aegir.observe.observatory import read_rows
+    from tests.conftest import FAST, run_cli_and_kill
+
+    common = [*FAST, *OBS, "trainer.max_steps=12", "trainer.num_threads=1"]
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    done = run_cli([*common, f"hydra.run.dir={straight}"], cwd=tmp_path, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    status = run_cli_and_kill(common, killed, "val/bpb", 4, cwd=tmp_path)
+    assert status != 0, "the run finished before it could be killed"
+    written = (killed / "observe" / "learning_history.jsonl").read_text()
+    resumed = subprocess.run([sys.executable, "-m", "aegir.resume", str(killed)], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (killed / "observe" / "learning_history.jsonl").read_text().startswith(written)
+    for name in ("learning_history.jsonl", "geometry.jsonl", "calibration.jsonl", "skills.jsonl",
+                 "trajectories.jsonl"):
+        a, b = read_rows(straight / "observe" / name), read_rows(killed / "observe" / name)
+        assert [r["step"] for r in a] == [r["step"] for r in b] == [0, 4, 8, 12], name
+        assert a == b, name
