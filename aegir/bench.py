@@ -24,6 +24,11 @@ grpo_hf: one GRPO configuration (the tiny local Qwen3 of aegir.models.hf_tiny, L
 the same reward function) through Aegir's loop (GRPOModule under Lightning) and through TRL's GRPOTrainer, one
 after the other in this process: per-phase times, completion tokens/s, and TRL time / Aegir time. Needs the
 `compare` extra (`pip install -e ".[compare]"`); without it, one line saying so and exit code 2.
+
+observe: the observatory's overhead (docs/observatory.md): each experiment (`default` = `make run`, `grpo_toy` =
+`+experiment=grpo_toy`) runs as `python run.py` twice, without and with `callbacks=observatory`, alternating, and the
+wall times, their ratio (the budget is 1.10) and the share of the observed run spent in snapshots (the sum of its
+`observe/seconds`, which is less sensitive to other load on the machine) are printed.
 """
 
 from __future__ import annotations
@@ -643,6 +648,56 @@ def _grpo_hf_frameworks(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"unknown framework(s) {unknown}; choose from aegir, trl")
     return names
 
+def _observe_experiments(text: str) -> list[str]:
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in OBSERVE_EXPERIMENTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown experiment(s) {unknown}; choose from {sorted(OBSERVE_EXPERIMENTS)}")
+    return names
+
+
+# The runs whose wall time the observatory may stretch by at most 10% with its default cadence.
+OBSERVE_EXPERIMENTS: dict[str, list[str]] = {"default": [], "grpo_toy": ["+experiment=grpo_toy"]}
+
+
+def _timed_run(overrides: Sequence[str], out: Path) -> tuple[float, float]:
+    """(wall seconds of `python run.py OVERRIDES`, seconds its snapshots took by observe/seconds)."""
+    import subprocess
+
+    from aegir.rundir import read_history
+
+    root = Path(__file__).resolve().parents[1]
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, str(root / "run.py"), *overrides, f"paths.output_root={out}",
+                           "trainer.enable_progress_bar=false"], cwd=root, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if done.returncode not in (0, 3):  # 3: a required gate failed; the timing stands
+        raise RuntimeError(f"run.py {' '.join(overrides)} failed:\n{done.stderr[-2000:]}")
+    histories = list(out.rglob("history.jsonl"))
+    observed = sum(v for h in histories for _, v in read_history(h).get("observe/seconds", []))
+    return wall, observed
+
+
+def bench_observe(args: argparse.Namespace) -> None:
+    extra = [f"trainer.max_steps={args.steps}"] if args.steps else []
+    with tempfile.TemporaryDirectory(prefix="aegir-bench-observe-") as tmp:
+        for name in args.experiments:
+            base = [*OBSERVE_EXPERIMENTS[name], *extra, *args.overrides]
+            walls: dict[str, list[float]] = {"off": [], "on": []}
+            observed = []
+            for repeat in range(args.repeats):
+                for mode in ("off", "on"):
+                    overrides = [*base, "callbacks=observatory"] if mode == "on" else base
+                    wall, seconds = _timed_run(overrides, Path(tmp) / f"{name}_{mode}_{repeat}")
+                    walls[mode].append(wall)
+                    if mode == "on":
+                        observed.append(seconds / wall)
+            off, on = min(walls["off"]), min(walls["on"])
+            emit(bench="observe", experiment=name, wall_off_s=round(off, 2), wall_on_s=round(on, 2),
+                 ratio=round(on / off, 4), observe_share=round(max(observed), 4), repeats=args.repeats,
+                 within_budget=on / off <= 1.10)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m aegir.bench", description=__doc__.splitlines()[0])
     benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -716,6 +771,14 @@ def build_parser() -> argparse.ArgumentParser:
     grpo_hf.add_argument("--seed", type=int, default=0)
     grpo_hf.add_argument("--threads", type=int, default=1, help="torch intra-op threads, set for both frameworks")
     grpo_hf.set_defaults(func=bench_grpo_hf)
+
+    observe = benches.add_parser("observe", help="observatory overhead: wall time with / without callbacks=observatory")
+    observe.add_argument("--experiments", type=_observe_experiments, default="default,grpo_toy",
+                         help=f"comma-separated, from {sorted(OBSERVE_EXPERIMENTS)}")
+    observe.add_argument("--repeats", type=int, default=1, help="pairs of runs per experiment (the fastest counts)")
+    observe.add_argument("--steps", type=int, default=0, help="trainer.max_steps for a shorter bench (0: as configured)")
+    observe.add_argument("overrides", nargs="*", help="extra run.py overrides for every run")
+    observe.set_defaults(func=bench_observe)
     return parser
 
 
