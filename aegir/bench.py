@@ -776,7 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
     observe.add_argument("--experiments", type=_observe_experiments, default="default,grpo_toy",
                          help=f"comma-separated, from {sorted(OBSERVE_EXPERIMENTS)}")
     observe.add_argument("--repeats", type=int, default=1, help="pairs of runs per experiment (the fastest counts)")
-    observe.add_argument("--steps", type=int, default=0, help="trainer.max_steps for a shorter bench (0: as configured)")
+    observe.add_argument("--steps", type=int, default=0,
+                         help="trainer.max_steps for a shorter bench (0: as configured)")
     observe.add_argument("overrides", nargs="*", help="extra run.py overrides for every run")
     observe.set_defaults(func=bench_observe)
     return parser

@@ -67,8 +67,8 @@ def observe_stage(run_dir: Path, checkpoints: Sequence[str], tensorboard: bool =
     cfg = OmegaConf.create({k: v for k, v in run_cfg.items() if k != "hydra"})
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     module = build_stage(cfg, paths).module  # seeded: the run's initial weights
-    observatory = Observatory(obs_cfg, paths.root, OmegaConf.to_container(cfg.task, resolve=True),  # type: ignore[arg-type]
-                              int(cfg.data_seed), module)
+    task = OmegaConf.to_container(cfg.task, resolve=True)
+    observatory = Observatory(obs_cfg, paths.root, task, int(cfg.data_seed), module)  # type: ignore[arg-type]
     observatory.prepare(module, 0, paths.metadata)
     writer = None
     if tensorboard:

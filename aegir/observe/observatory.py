@@ -294,7 +294,8 @@ class Observatory:
         steps = [int(r["step"]) for r in self.history_rows]
         values = np.array([[(r["drift_init"] or {}).get(layer) if (r["drift_init"] or {}).get(layer) is not None
                              else math.nan for r in self.history_rows] for layer in layers], dtype=float)
-        image = figures.drift_heatmap(steps, layers, values, self.figures / f"drift_heatmap_step{step:06d}{self.suffix}.png")
+        path = self.figures / f"drift_heatmap_step{step:06d}{self.suffix}.png"
+        image = figures.drift_heatmap(steps, layers, values, path)
         sink.image("observe/drift_heatmap", image, step)
         return scalars
 
@@ -376,8 +377,8 @@ class Observatory:
                     if column:
                         grid[s, t] = float(np.mean(column))
             safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in skill)
-            image = figures.trajectory_heatmap(steps, grid, self.figures / f"trajectories_{safe}_step{step:06d}{self.suffix}.png",
-                                               f"answer log-probs, {skill}")
+            path = self.figures / f"trajectories_{safe}_step{step:06d}{self.suffix}.png"
+            image = figures.trajectory_heatmap(steps, grid, path, f"answer log-probs, {skill}")
             sink.image(f"observe/trajectories/{safe}", image, step)
 
     def learned_order(self) -> dict[str, Any]:
@@ -432,8 +433,8 @@ class Observatory:
                "entropy_max": readout.max_entropy, "entropy_high_frac": high_frac, "entropy_by_position": profile,
                "flags": flags, "by_skill": by_skill}
         append_row(self.dir / FILES["calibration"], row)
-        image = figures.reliability_diagram(bins, ece, mce, self.figures / f"reliability_step{step:06d}{self.suffix}.png",
-                                            f"probes, step {step}")
+        path = self.figures / f"reliability_step{step:06d}{self.suffix}.png"
+        image = figures.reliability_diagram(bins, ece, mce, path, f"probes, step {step}")
         sink.image("observe/reliability", image, step)
         return {"calib/ece": ece, "calib/ece_adaptive": adaptive, "calib/mce": mce, "calib/confidence": conf_mean,
                 "calib/accuracy": acc, "calib/overconfidence": over, "entropy/mean": entropy_mean,

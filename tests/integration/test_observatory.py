@@ -189,3 +189,47 @@ def test_a_killed_run_resumes_its_instruments_append_only(tmp_path: Path) -> Non
         a, b = read_rows(straight / "observe" / name), read_rows(killed / "observe" / name)
         assert [r["step"] for r in a] == [r["step"] for r in b] == [0, 4, 8, 12], name
         assert a == b, name
+
+
+CTA_SMALL = ["+experiment=cta_from_scratch", "trainer.max_steps=4", "trainer.val_check_interval=2",
+             "trainer.enable_progress_bar=false", "task.data.n_tables=60", "task.data.total_bytes=96",
+             "task.data.target_bytes=64", "task.data.per_column_bytes=24", "model.d_model=32", "model.n_layers=1",
+             "model.head_size=32", "algo.batch_size=8", "algo.warmup_steps=1", *OBS]
+
+
+@pytest.mark.slow
+def test_observatory_on_classification_an_hnet_and_a_lora_policy(compose, tmp_path: Path, one_thread: None,
+                                                                   hf_tiny_dir: Path) -> None:
+    run(compose([*CTA_SMALL, f"paths.output_root={tmp_path / 'cta'}"], fast=False))
+    cta = _run_dir(tmp_path / "cta") / "observe"
+    history = _rows(cta / "learning_history.jsonl")
+    assert [r["step"] for r in history] == [0, 2, 4] and "head" in history[0]["layers"]
+    calibration = _rows(cta / "calibration.jsonl")
+    assert calibration[0]["n"] == 24 and calibration[0]["entropy_max"] > 0  # one softmax over the labels per probe
+    assert _rows(cta / "geometry.jsonl")[0]["layers"]["last"] == "pooled features"
+    assert not (cta / "hard_examples.jsonl").exists()  # no board ships for classification
+
+    run(compose(["model=hnet_nano", "model.d_model=[32,64,64]", "task.data.n_documents=120", "task.seq_len=64",
+                 "task.batch_size=4", "task.val_windows=8", "task.val_batch_size=8", "algo.warmup_steps=2",
+                 "trainer.enable_progress_bar=false", *PRETRAIN, *OBS, f"paths.output_root={tmp_path / 'hnet'}"],
+                fast=False))
+    hnet = _run_dir(tmp_path / "hnet") / "observe"
+    geometry = _rows(hnet / "geometry.jsonl")
+    assert geometry[0]["layers"] == {"last": "ln_out", "middle": "hnet.encoder.stack.blocks.0"}
+    assert geometry[-1]["drift"] is not None
+
+    run(compose(["task=commerce", "algo=sft", "model=hf_tiny", f"model.name_or_path={hf_tiny_dir}",
+                 "model.create_tiny=false", "task.data.scale=tiny",
+                 "task.data.n_per_task={extraction: 24, sql_qa: 24, insights: 24, push: 24}",
+                 "task.eval_minimums={extraction: 2, sql_qa: 2, insights: 2, push: 2}", "algo.lr=5e-3",
+                 "algo.batch_size=4", "algo.max_len=256", "algo.warmup_steps=0", "trainer.max_steps=2",
+                 "trainer.val_check_interval=2", "trainer.enable_progress_bar=false",
+                 "callbacks.observatory.hard_examples.max_new_tokens=4", *OBS,
+                 f"paths.output_root={tmp_path / 'hf'}"], fast=False))
+    hf = _run_dir(tmp_path / "hf") / "observe"
+    history = _rows(hf / "learning_history.jsonl")
+    assert history[0]["layers"][0] == "model.layers.0" and history[1]["drift_init"]["model.layers.0"] > 0
+    assert _rows(hf / "geometry.jsonl")[0]["layers"]["last"].endswith("model.norm")
+    assert {r["skill"] for r in _rows(hf / "probe_set.jsonl")} == {"extraction", "sql_qa", "insights", "push"}
+    assert len(_rows(hf / "hard_examples.jsonl")) == 2 * 7  # the commerce board at steps 0 and 2
+    assert all(len(v) > 1 for v in _rows(hf / "trajectories.jsonl")[0]["logprobs"].values())
