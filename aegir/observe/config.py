@@ -73,6 +73,7 @@ class RadarPartConfig:
 @dataclass
 class ObservatoryConfig:
     enabled: bool = MISSING
+    figures_every_n_evals: int = MISSING
     probes: ProbeSetConfig = MISSING
     history: HistoryPartConfig = MISSING
     geometry: GeometryPartConfig = MISSING
@@ -100,6 +101,8 @@ def observatory_problems(obs: Any) -> list[tuple[str, str]]:
     need(1 <= int(probes["answer_tokens"]) < int(probes["window_bytes"]), "probes.answer_tokens",
          f"must be in [1, probes.window_bytes), got {probes['answer_tokens']}")
     need(int(probes["batch_size"]) >= 1, "probes.batch_size", f"must be >= 1, got {probes['batch_size']}")
+    need(int(obs["figures_every_n_evals"]) >= 1, "figures_every_n_evals",
+         f"must be >= 1, got {obs['figures_every_n_evals']}")
     for part in PARTS:
         need(int(obs[part]["every_n_evals"]) >= 1, f"{part}.every_n_evals",
              f"must be >= 1, got {obs[part]['every_n_evals']}")

@@ -151,6 +151,7 @@ class Observatory:
         self.warned: set[str] = set()
         self.radar_frames: list[Path] = []
         self.suffix = ""
+        self._pending: dict[str, tuple[int, Any]] = {}
 
     # ------------------------------------------------------------------ setup
     def due(self, part: str, eval_index: int) -> bool:
@@ -215,7 +216,7 @@ class Observatory:
                  grad_norms: Mapping[str, float] | None = None, update_ratio: Mapping[str, float] | None = None,
                  source: str = "train") -> dict[str, float]:
         """Run every part due at `eval_index`; return the scalars it logged."""
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         # Files of an after-the-fact snapshot carry its source, so they never replace a training snapshot's.
         self.suffix = "" if source == "train" else "_" + "".join(c if c.isalnum() else "-" for c in source)
         parts = [p for p in ("history", "geometry", "trajectories", "calibration", "hard_examples", "radar")
@@ -242,10 +243,24 @@ class Observatory:
             scalars.update(self._calibration(readout, base, sink))
         if readout is not None and "radar" in parts:
             self._radar(skills, head, base, sink)
+        if eval_index % int(self.cfg["figures_every_n_evals"]) == 0:
+            self.draw_figures(sink)
         scalars["observe/seconds"] = time.perf_counter() - started
+        scalars["observe/cpu_seconds"] = time.process_time() - started_cpu
         sink.scalars(scalars, int(step))
         sink.flush()
         return scalars
+
+    # ------------------------------------------------------------------ pictures
+    def _figure(self, tag: str, step: int, draw: Any) -> None:
+        """Queue a picture; the latest one of each tag is drawn at the next snapshot due for pictures
+        (`figures_every_n_evals`) or when training ends, so the final state is always drawn."""
+        self._pending[tag] = (step, draw)
+
+    def draw_figures(self, sink: Sink) -> None:
+        for tag, (step, draw) in sorted(self._pending.items()):
+            sink.image(tag, draw(), step)
+        self._pending = {}
 
     # ------------------------------------------------------------------ 1. learning history
     def _history(self, module: Any, base: dict[str, Any], head: Mapping[str, float], skills: Mapping[str, float],
@@ -295,8 +310,7 @@ class Observatory:
         values = np.array([[(r["drift_init"] or {}).get(layer) if (r["drift_init"] or {}).get(layer) is not None
                              else math.nan for r in self.history_rows] for layer in layers], dtype=float)
         path = self.figures / f"drift_heatmap_step{step:06d}{self.suffix}.png"
-        image = figures.drift_heatmap(steps, layers, values, path)
-        sink.image("observe/drift_heatmap", image, step)
+        self._figure("observe/drift_heatmap", step, lambda: figures.drift_heatmap(steps, layers, values, path))
         return scalars
 
     # ------------------------------------------------------------------ 3. geometry
@@ -322,17 +336,18 @@ class Observatory:
                "drift_middle": drift_prev_middle, "file": f"embeddings/{emb_name}"}
         append_row(self.dir / FILES["geometry"], row)
         self.prev_emb, self.prev_emb_step = {"last": readout.last, "middle": readout.middle}, step
-        method = str(self.cfg["geometry"]["map"])
-        points = None
-        if method == "umap":
-            points = _umap_2d(readout.last)
+        last, layer_name = readout.last, readout.layers["last"]
+        path = self.figures / f"geometry_step{step:06d}{self.suffix}.png"
+
+        def geometry_map() -> np.ndarray:
+            method = str(self.cfg["geometry"]["map"])
+            points = _umap_2d(last) if method == "umap" else None
             if points is None:
-                method = "pca"
-        if points is None:
-            points = dm.pca_2d(readout.last)
-        image = figures.scatter_map(points, skill_list, self.figures / f"geometry_step{step:06d}{self.suffix}.png",
-                                    f"probes ({readout.layers['last']}), {method.upper()}, step {step}")
-        sink.image("observe/geometry_map", image, step)
+                method, points = "pca", dm.pca_2d(last)
+            title = f"probes ({layer_name}), {method.upper()}, step {step}"
+            return figures.scatter_map(points, skill_list, path, title)
+
+        self._figure("observe/geometry_map", step, geometry_map)
         if self.cfg["geometry"]["projector"] and sink.writer is not None:
             metadata = [[str(p["id"]), str(p["skill"])] for p in self.probes]
             for layer in ("last", "middle"):
@@ -434,8 +449,8 @@ class Observatory:
                "flags": flags, "by_skill": by_skill}
         append_row(self.dir / FILES["calibration"], row)
         path = self.figures / f"reliability_step{step:06d}{self.suffix}.png"
-        image = figures.reliability_diagram(bins, ece, mce, path, f"probes, step {step}")
-        sink.image("observe/reliability", image, step)
+        self._figure("observe/reliability", step,
+                     lambda: figures.reliability_diagram(bins, ece, mce, path, f"probes, step {step}"))
         return {"calib/ece": ece, "calib/ece_adaptive": adaptive, "calib/mce": mce, "calib/confidence": conf_mean,
                 "calib/accuracy": acc, "calib/overconfidence": over, "entropy/mean": entropy_mean,
                 "entropy/high_frac": high_frac, "calib/flag_overconfident": float(flags["overconfident"]),
@@ -492,14 +507,19 @@ class Observatory:
         self.skill_rows.append(row)
         axes = sorted({k for r in self.skill_rows for k in r["scores"]})
         first = self.skill_rows[0]["scores"] if len(self.skill_rows) > 1 else None
-        image = figures.radar(axes, row["scores"], first, path, f"skills, step {step}")
-        self.radar_frames.append(path)
-        sink.image("observe/radar", image, step)
+        scores_now = row["scores"]
+
+        def radar() -> np.ndarray:
+            self.radar_frames.append(path)
+            return figures.radar(axes, scores_now, first, path, f"skills, step {step}")
+
+        self._figure("observe/radar", step, radar)
 
     # ------------------------------------------------------------------ the end
     def finish(self, sink: Sink | None = None) -> dict[str, Any]:
         """Write what summarises the whole run: the trajectory heatmaps, learned_order.json and the radar GIF.
         Returns the alarms raised."""
+        self.draw_figures(sink or Sink())
         if self.trajectory_rows:
             self.trajectory_figures(sink or Sink())
             if sink is not None:
