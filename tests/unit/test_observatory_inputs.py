@@ -95,3 +95,18 @@ def test_judge_text_error_types() -> None:
     assert judge_text({"expected": "VALUES (", "match": "prefix"}, "VALUES (1, 2", True) == (True, None)
     assert judge_text({"expected": "1234.56", "match": "number"}, "R$ 1.234,56", False) == (True, None)
     assert judge_text({"expected": "1234.56", "match": "number"}, "nada", False) == (False, "format error")
+
+
+def test_observe_rows_are_appended_and_read_back_last_per_step(tmp_path: Path) -> None:
+    from aegir.observe.observatory import append_row, read_rows
+
+    path = tmp_path / "rows.jsonl"
+    append_row(path, {"step": 0, "x": 1.0})
+    append_row(path, {"step": 4, "x": float("nan")})
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write('{"step": 8, "x": ')  # a process killed mid-write
+    append_row(path, {"step": 4, "x": 3.0})  # a resumed run re-does step 4 on a fresh line
+    assert path.read_text().count("\n") == 4
+    assert read_rows(path) == [{"step": 0, "x": 1.0}, {"step": 4, "x": 3.0}]
+    assert read_rows(path, max_step=0) == [{"step": 0, "x": 1.0}]
+    assert read_rows(tmp_path / "missing.jsonl") == []
