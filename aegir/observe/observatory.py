@@ -522,10 +522,17 @@ class Observatory:
         self.draw_figures(sink or Sink())
         if self.trajectory_rows:
             self.trajectory_figures(sink or Sink())
-            if sink is not None:
-                sink.flush()
+            order = self.learned_order()
             path = self.dir / FILES["learned_order"]
-            path.write_text(json.dumps(_finite(self.learned_order()), indent=1) + "\n", encoding="utf-8")
+            path.write_text(json.dumps(_finite(order), indent=1) + "\n", encoding="utf-8")
+            if sink is not None:
+                lines = ["| skill | median step at which answer token t first exceeded p = 0.5 (t = 0, 1, ...) |",
+                         "|---|---|"]
+                for skill, steps in order["by_skill_median_step"].items():
+                    shown = ", ".join("never" if v is None else f"{v:g}" for v in steps)
+                    lines.append(f"| {skill} | {shown} |")
+                sink.text("observe/learned_order", "\n".join(lines), int(self.trajectory_rows[-1]["step"]))
+                sink.flush()
         if self.cfg["radar"]["enabled"] and self.cfg["radar"]["gif"] and self.radar_frames:
             figures.gif([p for p in self.radar_frames if p.is_file()], self.figures / "radar.gif")
         return stability_summary(self.dir)

@@ -100,6 +100,7 @@ def test_pretraining_observatory_files_tensorboard_determinism_and_no_interferen
                  "observe/trajectories/ddl"):
         assert name in tags["images"], name
     assert "observe/hard_examples/text_summary" in tags["tensors"]
+    assert "observe/learned_order/text_summary" in tags["tensors"]
     assert "errors/first_divergence" in tags["histograms"]
     projector = (run_dir / "tb" / "projector_config.pbtxt").read_text()
     assert projector.count("embeddings {") == 6 and "probes_last" in projector and "probes_middle" in projector
