@@ -29,9 +29,9 @@ observe: the observatory's overhead (docs/observatory.md): each experiment (`def
 `+experiment=grpo_toy`) runs as `python run.py` twice, without and with `callbacks=observatory`, alternating; printed
 are the wall and CPU times (user + system of the run's process, much less sensitive to other load on the machine
 than wall time), their ratios (the budget is 1.10) and the share of the observed run spent in snapshots (the sums of
-its `observe/cpu_seconds` and `observe/seconds`). With --in-process: one process, one thread, the CPU time of a few training steps and one
-validation of the run's loop against a snapshot with and without pictures, extrapolated to the run's step count and
-cadence (startup, checkpoints and logging left out of the denominator: an upper bound of the ratio).
+its `observe/cpu_seconds` and `observe/seconds`). With --in-process: one process, one thread, the CPU time of a few
+training steps and one validation of the run's loop against a snapshot with and without pictures, extrapolated to
+the run's step count and cadence (startup, checkpoints and logging left out of the denominator: an upper bound).
 """
 
 from __future__ import annotations
