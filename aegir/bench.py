@@ -24,6 +24,14 @@ grpo_hf: one GRPO configuration (the tiny local Qwen3 of aegir.models.hf_tiny, L
 the same reward function) through Aegir's loop (GRPOModule under Lightning) and through TRL's GRPOTrainer, one
 after the other in this process: per-phase times, completion tokens/s, and TRL time / Aegir time. Needs the
 `compare` extra (`pip install -e ".[compare]"`); without it, one line saying so and exit code 2.
+
+observe: the observatory's overhead (docs/observatory.md): each experiment (`default` = `make run`, `grpo_toy` =
+`+experiment=grpo_toy`) runs as `python run.py` twice, without and with `callbacks=observatory`, alternating; printed
+are the wall and CPU times (user + system of the run's process, much less sensitive to other load on the machine
+than wall time), their ratios (the budget is 1.10) and the share of the observed run spent in snapshots (the sums of
+its `observe/cpu_seconds` and `observe/seconds`). With --in-process: one process, one thread, the CPU time of a few
+training steps and one validation of the run's loop against a snapshot with and without pictures, extrapolated to
+the run's step count and cadence (startup, checkpoints and logging left out of the denominator: an upper bound).
 """
 
 from __future__ import annotations
@@ -641,6 +649,124 @@ def _grpo_hf_frameworks(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"unknown framework(s) {unknown}; choose from aegir, trl")
     return names
 
+def _observe_experiments(text: str) -> list[str]:
+    names = [name for name in text.split(",") if name]
+    unknown = [name for name in names if name not in OBSERVE_EXPERIMENTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown experiment(s) {unknown}; choose from {sorted(OBSERVE_EXPERIMENTS)}")
+    return names
+
+
+# The runs whose wall time the observatory may stretch by at most 10% with its default cadence.
+OBSERVE_EXPERIMENTS: dict[str, list[str]] = {"default": [], "grpo_toy": ["+experiment=grpo_toy"]}
+
+
+def _timed_run(overrides: Sequence[str], out: Path) -> dict[str, float]:
+    """`python run.py OVERRIDES`: its wall seconds, its CPU seconds (user + system, from wait4: far less sensitive
+    than wall time to other load on the machine) and what its snapshots took (the sum of observe/seconds and
+    observe/cpu_seconds over its history)."""
+    import subprocess
+
+    from aegir.rundir import read_history
+
+    root = Path(__file__).resolve().parents[1]
+    started = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, str(root / "run.py"), *overrides, f"paths.output_root={out}",
+                             "trainer.enable_progress_bar=false"], cwd=root, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    stderr = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.perf_counter() - started
+    if proc.returncode not in (0, 3):  # 3: a required gate failed; the timing stands
+        raise RuntimeError(f"run.py {' '.join(overrides)} failed:\n{stderr[-2000:]}")
+    histories = [read_history(h) for h in out.rglob("history.jsonl")]
+    return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+            "observe_wall": sum(v for h in histories for _, v in h.get("observe/seconds", [])),
+            "observe_cpu": sum(v for h in histories for _, v in h.get("observe/cpu_seconds", []))}
+
+
+def observe_in_process(name: str, overrides: Sequence[str], steps: int) -> None:
+    """The load-robust estimate: in one process on one thread, the CPU time of `steps` training steps of the run's
+    loop (Lightning's own step, without the Trainer) against one snapshot with pictures and one without; the
+    observatory's share of the run follows from the run's step count and its default cadence."""
+    import lightning as L
+    from omegaconf import OmegaConf
+
+    from aegir.config import validate
+    from aegir.loops.factory import build_stage
+    from aegir.observe.observatory import Observatory, Sink
+    from aegir.run.compose import compose_config
+    from aegir.rundir import RunPaths
+
+    torch.set_num_threads(1)
+    cfg = validate(compose_config([*OBSERVE_EXPERIMENTS[name], "callbacks=observatory", *overrides]))
+    with tempfile.TemporaryDirectory(prefix="aegir-bench-observe-") as tmp:
+        L.seed_everything(int(cfg.seed), verbose=False)
+        module = build_stage(cfg, RunPaths(Path(tmp))).module
+        trainer = L.Trainer(max_steps=steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0,
+                            accelerator="cpu", devices=1)
+        started = time.process_time()
+        trainer.fit(module)
+        fit_cpu = time.process_time() - started
+        started = time.process_time()
+        L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                  devices=1).validate(module, verbose=False)
+        val_cpu = time.process_time() - started
+        if hasattr(module, "evaluate_all"):  # GRPO scores the eval set once more, at step 0, inside fit
+            fit_cpu -= val_cpu
+        step_cpu = fit_cpu / max(int(trainer.global_step), 1)
+        obs_cfg = OmegaConf.to_container(cfg.callbacks.observatory, resolve=True)
+        task = OmegaConf.to_container(cfg.task, resolve=True)
+        observatory = Observatory(obs_cfg, Path(tmp), task, int(cfg.data_seed), module)  # type: ignore[arg-type]
+        observatory.prepare(module, 0, None)
+        sink = Sink()
+        observatory.snapshot(module, 0, 0, {}, sink)  # warm-up: imports, first pictures
+        started = time.process_time()
+        observatory.snapshot(module, 1, 0, {}, sink)
+        with_figures = time.process_time() - started
+        started = time.process_time()
+        observatory.snapshot(module, 2, 1, {}, sink)
+        without_figures = time.process_time() - started
+    total_steps, interval = int(cfg.trainer.max_steps), int(cfg.trainer.val_check_interval)
+    evals = total_steps // interval
+    every = int(obs_cfg["figures_every_n_evals"])  # type: ignore[index]
+    drawn = 1 + evals // every + (1 if evals % every else 0)
+    observe_cpu = drawn * with_figures + (evals + 1 - drawn) * without_figures
+    run_cpu = total_steps * step_cpu + evals * val_cpu  # startup and the final evaluation left out: an upper bound
+    emit(bench="observe_in_process", experiment=name, step_cpu_s=round(step_cpu, 4), val_cpu_s=round(val_cpu, 4),
+         snapshot_cpu_s=round(without_figures, 4), snapshot_with_figures_cpu_s=round(with_figures, 4),
+         steps=total_steps, snapshots=evals + 1, estimated_ratio=round(1 + observe_cpu / run_cpu, 4))
+
+
+def bench_observe(args: argparse.Namespace) -> None:
+    if args.in_process:
+        for name in args.experiments:
+            observe_in_process(name, args.overrides, args.train_steps)
+        return
+    extra = [f"trainer.max_steps={args.steps}"] if args.steps else []
+    with tempfile.TemporaryDirectory(prefix="aegir-bench-observe-") as tmp:
+        for name in args.experiments:
+            base = [*OBSERVE_EXPERIMENTS[name], *extra, *args.overrides]
+            runs: dict[str, list[dict[str, float]]] = {"off": [], "on": []}
+            for repeat in range(args.repeats):
+                for mode in ("off", "on"):
+                    overrides = [*base, "callbacks=observatory"] if mode == "on" else base
+                    runs[mode].append(_timed_run(overrides, Path(tmp) / f"{name}_{mode}_{repeat}"))
+            off = {key: min(r[key] for r in runs["off"]) for key in ("wall", "cpu")}
+            on = min(runs["on"], key=lambda r: r["cpu"])
+            emit(bench="observe", experiment=name, wall_off_s=round(off["wall"], 2),
+                 wall_on_s=round(min(r["wall"] for r in runs["on"]), 2),
+                 wall_ratio=round(min(r["wall"] for r in runs["on"]) / off["wall"], 4),
+                 cpu_off_s=round(off["cpu"], 2), cpu_on_s=round(on["cpu"], 2),
+                 cpu_ratio=round(on["cpu"] / off["cpu"], 4),
+                 snapshot_cpu_share=round(on["observe_cpu"] / on["cpu"], 4),
+                 snapshot_wall_share=round(on["observe_wall"] / on["wall"], 4), repeats=args.repeats,
+                 within_budget=on["cpu"] / off["cpu"] <= 1.10)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m aegir.bench", description=__doc__.splitlines()[0])
     benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -714,6 +840,19 @@ def build_parser() -> argparse.ArgumentParser:
     grpo_hf.add_argument("--seed", type=int, default=0)
     grpo_hf.add_argument("--threads", type=int, default=1, help="torch intra-op threads, set for both frameworks")
     grpo_hf.set_defaults(func=bench_grpo_hf)
+
+    observe = benches.add_parser("observe", help="observatory overhead: wall time with / without callbacks=observatory")
+    observe.add_argument("--experiments", type=_observe_experiments, default="default,grpo_toy",
+                         help=f"comma-separated, from {sorted(OBSERVE_EXPERIMENTS)}")
+    observe.add_argument("--repeats", type=int, default=1, help="pairs of runs per experiment (the fastest counts)")
+    observe.add_argument("--steps", type=int, default=0,
+                         help="trainer.max_steps for a shorter bench (0: as configured)")
+    observe.add_argument("--in-process", action="store_true",
+                         help="estimate from CPU times in one process (training steps vs snapshots) instead of "
+                              "timing whole runs: far less sensitive to other load on the machine")
+    observe.add_argument("--train-steps", type=int, default=10, help="--in-process: training steps timed")
+    observe.add_argument("overrides", nargs="*", help="extra run.py overrides for every run")
+    observe.set_defaults(func=bench_observe)
     return parser
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from aegir.observe.config import ObservatoryConfig
 from aegir.schema import key
 from aegir.tasks.pretrain.corpus import ARMS
 from aegir.tasks.tables.dataset import TablesDataConfig
@@ -335,6 +336,7 @@ class CheckpointConfig:
 class CallbacksConfig:
     checkpoint: CheckpointConfig
     progress_bar: str = key(choices=("tqdm", "rich", "none"))
+    observatory: ObservatoryConfig  # aegir/observe/config.py
 
 
 @dataclass

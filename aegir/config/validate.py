@@ -28,6 +28,7 @@ from aegir.config.schema import (
     RootConfig,
     StageConfig,
 )
+from aegir.observe.config import observatory_problems
 from aegir.schema import check_section, fail, nested_schema
 
 log = logging.getLogger("aegir")
@@ -57,6 +58,18 @@ def _check_hf_model(model: dict[str, Any]) -> None:
     if model.get("name_or_path") in (None, "", "???"):
         fail("model.name_or_path", "missing; a Hugging Face hub id (e.g. Polygl0t/Tucano2-qwen-0.5B-Instruct) or a "
                                    "local model directory")
+
+
+def _check_observatory(resolved: dict[str, Any]) -> None:
+    """The observatory's check across keys and, when it is on, the user's probe file and hard-example board (one
+    line naming the file and line)."""
+    obs = resolved["callbacks"]["observatory"]
+    for key, message in observatory_problems(obs):
+        fail(f"callbacks.observatory.{key}", message)
+    if obs["enabled"]:
+        from aegir.observe.probes import check_user_files
+
+        check_user_files(obs)
 
 
 # Checks spanning several keys of one model family / task (single-key ranges are declared in the schema).
@@ -175,6 +188,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         fail(getattr(err, "full_key", "") or "?", str(err).splitlines()[0])
     assert isinstance(resolved, dict)
     _check_ranges(resolved)
+    _check_observatory(resolved)
     if out["task"]["name"] in TASK_CHECKS:
         TASK_CHECKS[out["task"]["name"]](resolved["task"])
     if out["algo"]["name"] == "grpo":

@@ -73,6 +73,10 @@ def finalize_stage(cfg: DictConfig, paths: RunPaths, module: Any, step: int, sta
         "checkpoints": {"best": str(paths.best_ckpt) if paths.best_ckpt.is_file() else None,
                         "last": str(paths.last_ckpt) if paths.last_ckpt.is_file() else None},
     }
+    if (paths.root / "observe").is_dir():  # the observatory's stability alarms (docs/observatory.md)
+        from aegir.observe.observatory import stability_summary
+
+        summary["stability"] = stability_summary(paths.root / "observe")
     write_json_atomic(paths.summary, summary)
     if paths.tb.is_dir():
         config = OmegaConf.to_container(cfg, resolve=True)

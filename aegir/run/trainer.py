@@ -38,6 +38,10 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
     if show_bar:
         callbacks.append(RichProgressBar() if cfg.callbacks.progress_bar == "rich" else TQDMProgressBar())
     callbacks.append(ParamSyncCheck())
+    if cfg.callbacks.observatory.enabled:  # learning-dynamics instruments (docs/observatory.md)
+        from aegir.observe.observatory_callback import ObservatoryCallback
+
+        callbacks.append(ObservatoryCallback.from_config(cfg, paths))
     callbacks.extend(extra_callbacks)
     if cfg.trainer.num_threads:
         callbacks.append(ThreadsPerProcess(int(cfg.trainer.num_threads)))
