@@ -35,7 +35,6 @@ import csv
 import gzip
 import hashlib
 import io
-import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from aegir.errors import InputError
+from aegir.tasks.data_files import parse_json_line
 from aegir.tasks.tables.table import (
     SPLITS,
     ColumnLabel,
@@ -225,10 +225,7 @@ def _read_table_lines(path: Path, data: bytes, max_rows: int | None) -> tuple[li
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as error:
                 raise InputError(f"{path}:{number}: not UTF-8 text ({error.reason})") from None
-            try:
-                values.append(json.loads(text))
-            except json.JSONDecodeError as error:
-                raise InputError(f"{path}:{number}: invalid JSON: {error.msg} (column {error.colno})") from None
+            values.append(parse_json_line(text, f"{path}:{number}"))
             numbers.append(number)
     except (OSError, EOFError, zlib.error) as error:
         raise InputError(f"{path}: not a readable gzip file ({error})") from None
