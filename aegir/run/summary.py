@@ -73,6 +73,8 @@ def finalize_stage(cfg: DictConfig, paths: RunPaths, module: Any, step: int, sta
         "checkpoints": {"best": str(paths.best_ckpt) if paths.best_ckpt.is_file() else None,
                         "last": str(paths.last_ckpt) if paths.last_ckpt.is_file() else None},
     }
+    if getattr(module, "reward_errors", None) is not None:  # GRPO: {"count", "first"} reward errors (issue 19)
+        summary["reward_errors"] = dict(module.reward_errors)
     write_json_atomic(paths.summary, summary)
     if paths.tb.is_dir():
         config = OmegaConf.to_container(cfg, resolve=True)
