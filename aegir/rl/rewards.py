@@ -18,7 +18,9 @@ Model output is hostile input, so the composer assumes any component can raise, 
   trusted, cheap verifiers only.
 * ``workers: auto`` (the default of ``reward=v42``) starts :data:`AUTO_WORKERS` workers when any evaluated component
   was registered with ``untrusted=True`` -- it runs model-written code, like ``sql_exec`` running the policy's SQL --
-  and scores in-process otherwise. An explicit ``workers: 0`` with such a component logs a warning once.
+  and scores those components in the pool and the trusted ones in-process (no pool at all without an untrusted
+  component). An explicit ``workers: 0`` with such a component logs a warning; an explicit ``workers: N`` pools
+  every component.
 * Each worker runs under an address-space limit of ``memory_mb`` MiB above its size when it started
   (``RLIMIT_AS``; null = none): a component that allocates more gets a MemoryError (scored 0, an error) instead of
   growing the training machine's memory.
@@ -173,6 +175,13 @@ class RewardSpec:
     workers: int = 0
     timeout_s: float = DEFAULT_TIMEOUT_S
     memory_mb: int | None = DEFAULT_MEMORY_MB
+    pooled: frozenset[str] | None = None
+    """With workers > 0, the components scored in the pool; None = all. ``workers: auto`` pools the untrusted
+    ones only, so the cheap trusted verifiers pay no inter-process round trip."""
+
+    def runs_in_pool(self, name: str) -> bool:
+        """Whether component `name` is scored by the worker pool (when there is one)."""
+        return self.pooled is None or name in self.pooled
 
     @property
     def untrusted_names(self) -> list[str]:
@@ -226,14 +235,16 @@ class RewardSpec:
                              f"got {memory_mb!r}")
         evaluated = list(components) + ([gate] if gate is not None and gate not in components else [])
         untrusted = [name for name in evaluated if runs_untrusted_code(name)]
+        pooled: frozenset[str] | None = None
         if workers == "auto":
             workers = AUTO_WORKERS if untrusted else 0
+            pooled = frozenset(untrusted)
         elif workers == 0 and untrusted:
             log.warning("%s.workers=0: %s run%s model-written code in the training process, without a hard "
                         "timeout or memory limit (workers: auto starts a worker pool)", where, ", ".join(untrusted),
                         "s" if len(untrusted) == 1 else "")
         return cls(components=components, gate=gate, workers=workers, timeout_s=float(timeout_s),
-                   memory_mb=memory_mb)
+                   memory_mb=memory_mb, pooled=pooled)
 
 
 def _parse_weight(entry: Any, key: str) -> float:
@@ -666,13 +677,16 @@ class RewardComposer:
     def _run_all(self, names: Sequence[str], records: Sequence[Mapping[str, Any]],
                  completions: Sequence[str]) -> dict[tuple[int, str], Outcome]:
         keys = [(row, name) for row in range(len(completions)) for name in names]
-        if self.spec.workers == 0:
-            return {(row, name): _evaluate(self._functions[name], records[row], completions[row])
-                    for row, name in keys}
-        if self._pool is None:
-            self._pool = _WorkerPool(self.spec.workers, self.spec.timeout_s, self._start_method, self.spec.memory_mb)
-        calls = [(name, self._functions[name].__module__, records[row], completions[row]) for row, name in keys]
-        return dict(zip(keys, self._pool.run(calls)))
+        pooled = [key for key in keys if self.spec.workers > 0 and self.spec.runs_in_pool(key[1])]
+        outcomes = {(row, name): _evaluate(self._functions[name], records[row], completions[row])
+                    for row, name in keys if self.spec.workers == 0 or not self.spec.runs_in_pool(name)}
+        if pooled:
+            if self._pool is None:
+                self._pool = _WorkerPool(self.spec.workers, self.spec.timeout_s, self._start_method,
+                                         self.spec.memory_mb)
+            calls = [(name, self._functions[name].__module__, records[row], completions[row]) for row, name in pooled]
+            outcomes.update(zip(pooled, self._pool.run(calls)))
+        return {key: outcomes[key] for key in keys}
 
     @property
     def worker_processes(self) -> list[multiprocessing.process.BaseProcess]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -105,8 +106,10 @@ print(json.dumps({"elapsed_s": elapsed, "peak_rss_mb": usage.ru_maxrss / 1024,
 
 def measure(db: Path, sql: str, timeout_s: float, *, wall_limit_s: float = 120.0) -> dict[str, object]:
     """Run one query through run_query in a fresh interpreter; its time, peak RSS and blocks written."""
+    repo = str(Path(__file__).resolve().parents[2])  # this checkout's aegir, whatever the caller's directory
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
     completed = subprocess.run([sys.executable, "-c", _CHILD, str(db), str(timeout_s)], input=sql, text=True,
-                               capture_output=True, timeout=wall_limit_s, check=False)
+                               capture_output=True, timeout=wall_limit_s, check=False, cwd=repo, env=env)
     if completed.returncode != 0:
         raise RuntimeError(f"child failed ({completed.returncode}): {completed.stderr[-2000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])

@@ -61,3 +61,15 @@ def test_worker_memory_limit_turns_a_runaway_allocation_into_an_error() -> None:
         scored = composer.score([{"mb": 1024}, {"mb": 16}], ["a", "b"])
     assert scored.errors == 1 and scored.total.tolist() == [0.0, 1.0]
     assert "MemoryError" in scored.error_samples[0]["error"]
+
+
+def test_auto_pools_only_the_untrusted_components() -> None:
+    config = spec(["test_const_half", "test_untrusted_echo"], workers="auto", timeout_s=5.0)
+    parsed = RewardSpec.from_config(config)
+    assert parsed.runs_in_pool("test_untrusted_echo") and not parsed.runs_in_pool("test_const_half")
+    assert RewardSpec.from_config({**config, "workers": 2}).runs_in_pool("test_const_half")  # explicit N: all
+    with RewardComposer(parsed) as composer:
+        scored = composer.score([{}, {}], ["x", "y"])
+    assert scored.errors == 0 and scored.components["test_const_half"].tolist() == [0.5, 0.5]
+    echo = scored.components["test_untrusted_echo"].tolist()
+    assert all(value != pytest.approx(os.getpid() % 1000 / 1000) for value in echo)
