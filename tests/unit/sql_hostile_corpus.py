@@ -91,8 +91,11 @@ def build_db(path: Path) -> Path:
 
 _CHILD = """
 import json, os, resource, sys, time
+from aegir.tasks.commerce import sandbox
 from aegir.tasks.commerce.sandbox import run_query
 db, sql, timeout_s = sys.argv[1], sys.stdin.read(), float(sys.argv[2])
+if sys.argv[3] == "no-cte-gate":
+    sandbox.MAX_EXPANDED_TOKENS = 10**12
 before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.monotonic()
 result = run_query(db, sql, timeout_s=timeout_s)
@@ -104,11 +107,14 @@ print(json.dumps({"elapsed_s": elapsed, "peak_rss_mb": usage.ru_maxrss / 1024,
 """
 
 
-def measure(db: Path, sql: str, timeout_s: float, *, wall_limit_s: float = 120.0) -> dict[str, object]:
-    """Run one query through run_query in a fresh interpreter; its time, peak RSS and blocks written."""
+def measure(db: Path, sql: str, timeout_s: float, *, wall_limit_s: float = 120.0,
+            cte_gate: bool = True) -> dict[str, object]:
+    """Run one query through run_query in a fresh interpreter; its time, peak RSS and blocks written.
+    ``cte_gate=False`` switches the text gate's CTE-expansion check off (to measure the defences behind it)."""
     repo = str(Path(__file__).resolve().parents[2])  # this checkout's aegir, whatever the caller's directory
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
-    completed = subprocess.run([sys.executable, "-c", _CHILD, str(db), str(timeout_s)], input=sql, text=True,
+    completed = subprocess.run([sys.executable, "-c", _CHILD, str(db), str(timeout_s),
+                                "cte-gate" if cte_gate else "no-cte-gate"], input=sql, text=True,
                                capture_output=True, timeout=wall_limit_s, check=False, cwd=repo, env=env)
     if completed.returncode != 0:
         raise RuntimeError(f"child failed ({completed.returncode}): {completed.stderr[-2000:]}")
@@ -119,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--timeout", type=float, default=1.0, help="run_query's timeout_s (sql_exec uses 1.0)")
     parser.add_argument("--only", nargs="*", default=None, help="case names (default: all)")
+    parser.add_argument("--no-cte-gate", action="store_true",
+                        help="switch the text gate's CTE-expansion check off (measures the defences behind it)")
     args = parser.parse_args(argv)
     names = args.only or list(CASES)
     worst: tuple[float, str] = (0.0, "")
@@ -127,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         db = build_db(Path(tmp) / "shop.db")
         print(f"{'case':24} {'time_s':>7} {'peak_rss_mb':>11} {'growth_mb':>9} {'written_mb':>10}  outcome")
         for name in names:
-            row = measure(db, CASES[name], args.timeout)
+            row = measure(db, CASES[name], args.timeout, cte_gate=not args.no_cte_gate)
             outcome = "ok" if row["ok"] else str(row["error"])[:60]
             print(f"{name:24} {row['elapsed_s']:7.2f} {row['peak_rss_mb']:11.1f} {row['rss_growth_mb']:9.1f} "
                   f"{row['written_mb']:10.1f}  {outcome}", flush=True)
