@@ -87,3 +87,19 @@ def test_reward_errors_reach_the_console_and_the_summary_counter(tmp_path: Path,
     fresh = _module(tmp_path, {"test_raise_on_bad": 1.0})
     fresh.on_load_checkpoint(checkpoint)
     assert fresh.reward_errors == module.reward_errors  # a resumed run keeps counting
+
+
+@pytest.mark.slow
+def test_cli_grpo_on_an_unscorable_record_exits_2_with_one_line(tmp_path: Path, db: Path) -> None:
+    """Before: the run trained, exited 0 with eval/reward 0.0, and the errors were only in samples/errors.jsonl."""
+    from tests.conftest import run_cli
+
+    _, pairs = load(tmp_path, db, [GOOD, GOOD, GOOD, {"gold_sql": "SELECT COUNT(*) FROM orders"}, GOOD, GOOD])
+    result = run_cli(["task=commerce", "algo=grpo", "reward=v42", "objective.metric=eval/reward",
+                      "objective.mode=max", f"task.data.db={db}", f"task.data.pairs={pairs}", "task.tasks=[sql_qa]",
+                      "task.eval_minimums.sql_qa=1", f"paths.output_root={tmp_path}/o", "trainer.max_steps=1"],
+                     cwd=tmp_path, timeout=600)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "[INFO]" not in line]
+    assert len(lines) == 1 and f"{pairs}:4: reward sql_exec cannot score this record" in lines[0], result.stderr
+    assert not list((tmp_path / "o").rglob("metadata.json"))
