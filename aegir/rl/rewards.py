@@ -16,7 +16,7 @@ Model output is hostile input, so the composer assumes any component can raise, 
   ``os._exit``) costs only its own call ("worker died ..."); the other workers keep going.
 * With ``workers == 0`` components run in the training process: fastest, but there is no timeout; use it for
   trusted, cheap verifiers only.
-* ``workers: auto`` (the default of ``reward=v42``) starts :data:`AUTO_WORKERS` workers when any evaluated component
+* ``workers: auto`` (the default of ``reward=v42``, and of a config without ``workers``) starts :data:`AUTO_WORKERS` workers when any evaluated component
   was registered with ``untrusted=True`` -- it runs model-written code, like ``sql_exec`` running the policy's SQL --
   and scores those components in the pool and the trusted ones in-process (no pool at all without an untrusted
   component). An explicit ``workers: 0`` with such a component logs a warning; an explicit ``workers: N`` pools
@@ -220,7 +220,7 @@ class RewardSpec:
             if not isinstance(gate, str):
                 raise InputError(f"config error: {where}.gate: expected a reward name or null, got {gate!r}")
             get_reward(gate, where=f"{where}.gate")
-        workers = cfg.get("workers", 0)
+        workers = cfg.get("workers", "auto")
         if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
             raise InputError(f"config error: {where}.workers: expected an integer >= 0 (0 = in-process) or auto, "
                              f"got {workers!r}")

@@ -32,6 +32,7 @@ def test_sql_exec_is_registered_as_untrusted_and_v42_defaults_to_a_pool() -> Non
 
 def test_auto_stays_in_process_for_trusted_rewards() -> None:
     assert RewardSpec.from_config(spec(["test_const_half"], workers="auto")).workers == 0
+    assert RewardSpec.from_config(spec(["test_untrusted_echo"])).workers == AUTO_WORKERS  # no key: auto
     assert RewardSpec.from_config(spec(["test_const_half", "test_untrusted_echo"], workers="auto")).workers == 2
 
 
