@@ -47,18 +47,19 @@ def test_unscorable_sql_records_are_refused_at_load_naming_file_and_line(tmp_pat
     data, pairs = load(tmp_path, db, [GOOD, GOOD, bad, GOOD])
     spec = RewardSpec.from_config(V42)
     with pytest.raises(InputError) as error:
-        check_records(spec, [*data.train, *data.eval], data.where)
+        check_records(spec, data.records, data.where)
     message = str(error.value)
+    assert len(data.records) == 4  # every record is checked, held-out ones the eval set does not use included
     assert message.startswith(f"{pairs}:3: reward sql_exec cannot score this record") and why in message
     assert "\n" not in message
 
 
 def test_scorable_records_pass_and_other_rewards_do_not_need_sql_fields(tmp_path: Path, db: Path) -> None:
     data, _ = load(tmp_path, db, [GOOD] * 4)
-    check_records(RewardSpec.from_config(V42), [*data.train, *data.eval], data.where)
+    check_records(RewardSpec.from_config(V42), data.records, data.where)
     keyword_only = {"components": {"push_rules": {"weight": 1.0}}, "workers": 0}
     data, _ = load(tmp_path, db, [GOOD, {"gold_sql": "SELECT nope FROM orders", "answer": 1}] * 2)
-    check_records(RewardSpec.from_config(keyword_only), [*data.train, *data.eval], data.where)
+    check_records(RewardSpec.from_config(keyword_only), data.records, data.where)
 
 
 def test_generated_records_are_named_by_id(tmp_path: Path) -> None:

@@ -26,6 +26,9 @@ class CommerceData:
     provenance: dict[str, Any] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     """Record id -> where it came from ("pairs.jsonl:12"; generated records: "generated record <id>")."""
+    records: list[dict[str, Any]] = field(default_factory=list)
+    """Every record of the selected tasks, including held-out ones the fixed eval set does not use (what the
+    loader checks against the reward configuration)."""
 
     def where(self, index: int, record: Mapping[str, Any]) -> str:
         """Where `record` came from, for error messages (see sources)."""
@@ -77,4 +80,4 @@ def prepare_commerce(task_cfg: Mapping[str, Any], data_seed: int, cache_dir: Pat
     provenance = {"commerce": {"world": str(world.path), "world_sha256": world.sha256, "scale": world.scale,
                                "pairs": str(data.get("pairs") or "generated"), "n_train": len(train),
                                "n_eval": len(eval_records), "eval_sha256": eval_hash, "tasks": tasks}}
-    return CommerceData(train, eval_records, provenance, sources)
+    return CommerceData(train, eval_records, provenance, sources, records)
