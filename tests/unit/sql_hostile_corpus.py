@@ -64,6 +64,10 @@ CASES: dict[str, str] = {
     "distinct_big_rows": "SELECT count(*) FROM (SELECT DISTINCT hex(zeroblob(9000)) || a.id || b.id || c.id "
                          "FROM orders a, orders b, orders c)",
     "group_concat_big": "SELECT length(group_concat(hex(zeroblob(4000)))) FROM orders a, orders b",
+    # The text gate's own cost: it must stay linear in the statement (each was 7-10 s of quadratic scanning).
+    "gate_nested_calls": "SELECT " + "a(" * 6000 + ")" * 6000,
+    "gate_unclosed_calls": "SELECT " + "a(" * 9000,
+    "gate_many_ctes": "WITH " + ", ".join(f"a{i} AS (SELECT 1)" for i in range(900)) + " SELECT 1",
     # The classics, for the record.
     "recursive_count": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT count(*) FROM c",
     "recursive_sort": "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x+1 FROM c) SELECT x FROM c "

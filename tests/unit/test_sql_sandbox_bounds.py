@@ -99,3 +99,13 @@ def test_long_strings_are_capped(db: Path) -> None:
 def test_memory_check_is_available_here() -> None:
     """The heap counter is read from the SQLite library Python uses (CPython on Linux links it dynamically)."""
     assert sandbox.MEMORY_CHECK_AVAILABLE
+
+
+@pytest.mark.parametrize("name", [name for name in sorted(CASES) if name.startswith("gate_")])
+def test_the_text_gate_is_linear(name: str) -> None:
+    """The gate's own scans (CTE definitions, two-argument trim) once matched parentheses per call: 7-10 s for
+    ~18 kB of nested or unclosed calls. Now one pass, with nesting capped where SQLite's parser stops anyway."""
+    start = time.monotonic()
+    with pytest.raises(_Refused):
+        single_select(CASES[name])
+    assert time.monotonic() - start <= 1.0 + 1.0  # about 30 ms on an idle core; slack for a loaded machine

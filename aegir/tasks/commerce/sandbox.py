@@ -52,6 +52,7 @@ its ``-shm`` file; the task databases use rollback journals.
 
 from __future__ import annotations
 
+import bisect
 import ctypes
 import sqlite3
 import time
@@ -75,6 +76,10 @@ MAX_VDBE_OPS = 50_000
 """``SQLITE_LIMIT_VDBE_OP``: the longest compiled program (real queries compile to a few hundred instructions)."""
 MAX_EXPANDED_TOKENS = 100_000
 """Longest statement, in tokens, once every CTE reference is replaced by the CTE's body (:func:`expanded_size`)."""
+MAX_CTES = 100
+"""Most common table expressions one statement may define (keeps the text gate's own work linear)."""
+MAX_PAREN_DEPTH = 100
+"""Deepest parenthesis nesting the text gate accepts (SQLite's parser stack holds about 100 levels anyway)."""
 MAX_QUERY_MEMORY_BYTES = 64 * 2**20
 """How much SQLite's heap may grow while one query runs (sorters, temp b-trees, parse trees)."""
 
@@ -234,37 +239,42 @@ _QUADRATIC_TWO_ARG = frozenset({"trim", "ltrim", "rtrim"})
 
 
 def _check_calls(tokens: list[tuple[str, str, int]]) -> None:
-    """Refuse two-argument trim/ltrim/rtrim calls (see _QUADRATIC_TWO_ARG); names may be quoted, so tokens."""
-    kinds = [(kind, value) for kind, value, _ in tokens]
-    for index, (kind, value) in enumerate(kinds):
-        if kind != "word" or value not in _QUADRATIC_TWO_ARG or kinds[index + 1:index + 2] != [("punct", "(")]:
-            continue
-        depth = 0
-        for inner_kind, inner in kinds[index + 1:]:
-            if inner_kind != "punct":
-                continue
-            if inner == "(":
-                depth += 1
-            elif inner == ")":
-                depth -= 1
-                if depth == 0:
-                    break
-            elif inner == "," and depth == 1:
-                raise _Refused(f"{value}() with two arguments is not allowed")
+    """Refuse two-argument trim/ltrim/rtrim calls (see _QUADRATIC_TWO_ARG); names may be quoted, so tokens.
 
-
-def _matching_paren(tokens: list[tuple[str, str, int]], open_index: int) -> int:
-    """Index of the ')' closing the '(' at `open_index` (or the last token if it never closes)."""
-    depth = 0
-    for index in range(open_index, len(tokens)):
-        kind, value, _ = tokens[index]
+    One pass with a stack of open parentheses (each remembers whether it opened such a call), so hostile nesting
+    costs linear time.
+    """
+    open_calls: list[str | None] = []
+    previous: tuple[str, str] | None = None
+    for kind, value, _ in tokens:
         if kind == "punct" and value == "(":
-            depth += 1
+            is_call = previous is not None and previous[0] == "word" and previous[1] in _QUADRATIC_TWO_ARG
+            open_calls.append(previous[1] if is_call and previous is not None else None)
         elif kind == "punct" and value == ")":
-            depth -= 1
-            if depth == 0:
-                return index
-    return len(tokens) - 1
+            if open_calls:
+                open_calls.pop()
+        elif kind == "punct" and value == "," and open_calls and open_calls[-1] is not None:
+            raise _Refused(f"{open_calls[-1]}() with two arguments is not allowed")
+        previous = (kind, value)
+
+
+def _matching_parens(tokens: list[tuple[str, str, int]]) -> dict[int, int]:
+    """Index of every '(' -> index of its ')' (the last token when it never closes); refuses nesting deeper than
+    :data:`MAX_PAREN_DEPTH` (SQLite's own parser stack would refuse it too)."""
+    matches: dict[int, int] = {}
+    stack: list[int] = []
+    for index, (kind, value, _) in enumerate(tokens):
+        if kind != "punct":
+            continue
+        if value == "(":
+            stack.append(index)
+            if len(stack) > MAX_PAREN_DEPTH:
+                raise _Refused(f"parentheses nested more than {MAX_PAREN_DEPTH} deep")
+        elif value == ")" and stack:
+            matches[stack.pop()] = index
+    for index in stack:
+        matches[index] = len(tokens) - 1
+    return matches
 
 
 def _cte_definitions(tokens: list[tuple[str, str, int]]) -> tuple[dict[str, list[tuple[int, int]]], set[int]]:
@@ -274,6 +284,7 @@ def _cte_definitions(tokens: list[tuple[str, str, int]]) -> tuple[dict[str, list
     A lexical over-approximation on purpose: a ``WINDOW w AS (...)`` definition is counted as a CTE too, which can
     only make :func:`expanded_size` larger; a nested WITH that shadows a name contributes its largest body.
     """
+    matches = _matching_parens(tokens)
     definitions: dict[str, list[tuple[int, int]]] = {}
     names: set[int] = set()
     for index, (kind, value, _) in enumerate(tokens):
@@ -281,7 +292,7 @@ def _cte_definitions(tokens: list[tuple[str, str, int]]) -> tuple[dict[str, list
             continue
         cursor = index + 1
         if cursor < len(tokens) and tokens[cursor][:2] == ("punct", "("):
-            cursor = _matching_paren(tokens, cursor) + 1
+            cursor = matches[cursor] + 1
         if cursor >= len(tokens) or tokens[cursor][:2] != ("word", "as"):
             continue
         cursor += 1
@@ -289,9 +300,10 @@ def _cte_definitions(tokens: list[tuple[str, str, int]]) -> tuple[dict[str, list
             if cursor < len(tokens) and tokens[cursor][:2] == ("word", hint):
                 cursor += 1
         if cursor < len(tokens) and tokens[cursor][:2] == ("punct", "("):
-            end = _matching_paren(tokens, cursor)
-            definitions.setdefault(value, []).append((cursor + 1, end - 1))
+            definitions.setdefault(value, []).append((cursor + 1, matches[cursor] - 1))
             names.add(index)
+            if len(names) > MAX_CTES:
+                raise _Refused(f"more than {MAX_CTES} common table expressions")
     return definitions, names
 
 
@@ -299,23 +311,24 @@ def expanded_size(tokens: list[tuple[str, str, int]]) -> int:
     """Tokens of the statement with every reference to a common table expression replaced by the CTE's body,
     recursively: an upper bound on the parse tree SQLite builds when it inlines non-materialised CTEs.
 
-    A reference inside the CTE's own body (recursion) or inside a cycle counts one token. Stops counting once past
-    :data:`MAX_EXPANDED_TOKENS` (the caller only needs to know it is too large).
+    A reference inside the CTE's own body (recursion) or inside a cycle counts one token. Linear in the references
+    times the CTE nesting depth (both bounded: MAX_CTES, MAX_PAREN_DEPTH). Raises _Refused for a statement with
+    more than MAX_CTES CTEs or parentheses nested deeper than MAX_PAREN_DEPTH.
     """
     definitions, name_indices = _cte_definitions(tokens)
     if not definitions:
         return len(tokens)
+    references = [(index, value) for index, (kind, value, _) in enumerate(tokens)
+                  if kind == "word" and value in definitions and index not in name_indices]
+    positions = [index for index, _ in references]
     memo: dict[str, int] = {}
     active: set[str] = set()
 
     def span_size(first: int, last: int) -> int:
-        total = 0
-        for index in range(first, last + 1):
-            kind, value, _ = tokens[index]
-            if kind == "word" and value in definitions and index not in name_indices and value not in active:
-                total += cte_size(value)
-            else:
-                total += 1
+        total = max(0, last - first + 1)
+        for _, name in references[bisect.bisect_left(positions, first):bisect.bisect_right(positions, last)]:
+            if name not in active:
+                total += cte_size(name) - 1
             if total > MAX_EXPANDED_TOKENS:
                 break
         return total
@@ -323,7 +336,7 @@ def expanded_size(tokens: list[tuple[str, str, int]]) -> int:
     def cte_size(name: str) -> int:
         if name not in memo:
             active.add(name)
-            memo[name] = max(span_size(first, last) for first, last in definitions[name])
+            memo[name] = min(MAX_EXPANDED_TOKENS + 1, max(span_size(first, last) for first, last in definitions[name]))
             active.discard(name)
         return memo[name]
 
