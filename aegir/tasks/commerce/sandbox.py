@@ -10,8 +10,10 @@ stacks independent defences, each of which alone would stop a write:
    expression amplification: SQLite copies a non-materialised CTE's parse tree into every place that reads it,
    so ten CTEs each reading the previous one three times make 3^9 copies and minutes of statement preparation.
    :func:`expanded_size` counts the tokens of the statement with every CTE reference replaced by the CTE's body
-   (recursively); more than :data:`MAX_EXPANDED_TOKENS` is refused before SQLite sees the text. Only that
-   statement's text is handed to SQLite; ``sqlite3.complete_statement`` must agree it is closed.
+   (recursively); more than :data:`MAX_EXPANDED_TOKENS` is refused before SQLite sees the text. The gate's own
+   work is linear in the text: parentheses nested deeper than :data:`MAX_PAREN_DEPTH` (SQLite's parser overflows
+   there anyway) and more than :data:`MAX_CTES` CTEs are refused. Only that statement's text is handed to SQLite;
+   ``sqlite3.complete_statement`` must agree it is closed.
 2. **Read-only connection**: ``file:...?mode=ro`` (SQLite opens the file read-only and never creates it), plus
    ``PRAGMA query_only=ON``, ``PRAGMA trusted_schema=OFF`` and ``enable_load_extension(False)``.
 3. **Authorizer** (allow-list): only SELECT, column/table READs, recursive CTEs and the functions in
