@@ -83,7 +83,10 @@ def _commerce(cfg: DictConfig, paths: RunPaths) -> StageBuild:
         from aegir.loops.grpo import GRPOModule
         from aegir.rl.rewards import RewardSpec
 
+        from aegir.rl.rewards import check_records
+
         spec = RewardSpec.from_config(OmegaConf.to_container(cfg.reward, resolve=True))  # type: ignore[arg-type]
+        check_records(spec, data.records, data.where)  # a record no reward can score: one line naming it, exit 2
         module = GRPOModule(policy, data.train, data.eval, spec, algo, seed=cfg.seed,
                             total_steps=cfg.trainer.max_steps, samples_dir=paths.samples)
     return StageBuild(module, count_parameters(policy.model), data.provenance)

@@ -30,7 +30,7 @@ from aegir.loops.lm import adamw_with_schedule, keep_trainable_weights_only
 from aegir.rl.advantages import compute_advantages, zero_std_groups
 from aegir.models.policy import Policy
 from aegir.rl.losses import high_entropy_threshold, mask_truncated, policy_loss, soft_overlong_penalty
-from aegir.rl.rewards import RewardComposer, RewardSpec, gated_components, write_error_samples
+from aegir.rl.rewards import RewardBatch, RewardComposer, RewardSpec, gated_components, write_error_samples
 from aegir.rl.rollout import RolloutBatch
 from aegir.rl.task_sampler import MTGRPOSampler, TaskSampler, build_task_sampler
 from aegir.tasks.pretrain.windows import mix_seed
@@ -66,6 +66,9 @@ class GRPOModule(L.LightningModule):
         self.seed, self.total_steps = seed, total_steps
         self.samples_dir = Path(samples_dir)
         self._composer: RewardComposer | None = None
+        self.reward_errors: dict[str, Any] = {"count": 0, "first": None}
+        """Reward calls that raised, timed out or returned garbage in this process (train and eval), and the first
+        one's "component: reason"; finalize_stage copies it into summary.json."""
         self._low_std_streak = 0
         self._eval_rows: list[dict[str, Any]] = []
         self._generation_index = 0
@@ -170,6 +173,24 @@ class GRPOModule(L.LightningModule):
         rows = [r for r in records for _ in range(group_size)]
         return batch, rows, self._decode(batch)
 
+    def _score_texts(self, rows: Sequence[Mapping[str, Any]], texts: Sequence[str], phase: str) -> RewardBatch:
+        """Score completions; reward errors go to samples/errors.jsonl, the console and `reward_errors`."""
+        scored = self.composer.score(rows, self._reward_texts(texts))
+        if scored.errors:
+            step = int(self.global_step)
+            if scored.error_samples:
+                write_error_samples(self.samples_dir / "errors.jsonl",
+                                    [{**s, "step": step, "phase": phase} for s in scored.error_samples])
+            first = scored.error_samples[0] if scored.error_samples else {"component": "?", "error": "?"}
+            message = f"{first['component']}: {first['error']}"
+            if self.reward_errors["first"] is None:
+                self.reward_errors["first"] = message
+            self.reward_errors["count"] += scored.errors
+            log.warning("reward errors: %d of %d calls failed (%s, step %d; %d so far) and scored 0; first: %s "
+                        "(all in samples/errors.jsonl)", scored.errors, len(rows) * len(self.composer.names), phase,
+                        step, self.reward_errors["count"], message[:300])
+        return scored
+
     def _score(self, rows: Sequence[Mapping[str, Any]], texts: Sequence[str], batch: RolloutBatch
                ) -> tuple[Tensor, Tensor, dict[str, Tensor], int]:
         """(total [N], components [N, K], every evaluated reward by name for logging, error count).
@@ -182,10 +203,7 @@ class GRPOModule(L.LightningModule):
         order (the gate multiplies every component, so their weighted sum is the gated total; NaN where R_k does
         not apply), then the overlong penalty as one more column of weight 1 (see `_component_weights`).
         """
-        scored = self.composer.score(rows, self._reward_texts(texts))
-        if scored.error_samples:
-            write_error_samples(self.samples_dir / "errors.jsonl",
-                                [{**s, "step": int(self.global_step)} for s in scored.error_samples])
+        scored = self._score_texts(rows, texts, "train")
         total = torch.where(scored.applicable, scored.total, torch.full_like(scored.total, math.nan))
         components = gated_components(scored, self.reward_spec)
         by_name = dict(scored.components)
@@ -434,7 +452,7 @@ class GRPOModule(L.LightningModule):
         eval_temperature = self.algo.eval_temperature
         generator = torch.Generator().manual_seed(mix_seed(self.seed + 2, 0, len(records)))
         batch, rows, texts = self._rollout(records, 1, eval_temperature, generator)
-        scored = self.composer.score(rows, self._reward_texts(texts))
+        scored = self._score_texts(rows, texts, "eval")
         return [{"id": r.get("id"), "task": r.get("task", "default"), "prompt": r["prompt"], "completion": t,
                  "reward": float(scored.total[i]),
                  **{f"reward/{k}": (None if math.isnan(float(v[i])) else float(v[i]))
@@ -514,11 +532,15 @@ class GRPOModule(L.LightningModule):
         checkpoint["aegir_grpo"] = {
             "low_std_streak": self._low_std_streak,
             "task_sampler": None if self.task_sampler is None else self.task_sampler.state_dict(),
+            "reward_errors": dict(self.reward_errors),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("aegir_grpo", {})
         self._low_std_streak = int(saved.get("low_std_streak", 0))
+        if isinstance(saved.get("reward_errors"), dict):
+            self.reward_errors = {"count": int(saved["reward_errors"].get("count", 0)),
+                                  "first": saved["reward_errors"].get("first")}
         if self.task_sampler is not None and saved.get("task_sampler") is not None:
             self.task_sampler.load_state_dict(saved["task_sampler"])
 

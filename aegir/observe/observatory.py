@@ -462,9 +462,9 @@ class Observatory:
 
         step = int(base["step"])
         limit = int(self.cfg["hard_examples"]["max_new_tokens"])
-        algo = getattr(module, "algo", None)
-        if isinstance(algo, Mapping) and algo.get("max_completion_length"):  # GRPO: never longer than the loop's
-            limit = min(limit, int(algo["max_completion_length"]))
+        loop_limit = getattr(getattr(module, "algo", None), "max_completion_length", None)
+        if loop_limit:  # GRPO: never longer than the loop's own completions
+            limit = min(limit, loop_limit)
         results = judge_board(module, self.board, limit)
         previous: dict[str, bool] = {}
         if self.hard_rows:

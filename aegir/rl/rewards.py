@@ -16,8 +16,17 @@ Model output is hostile input, so the composer assumes any component can raise, 
   ``os._exit``) costs only its own call ("worker died ..."); the other workers keep going.
 * With ``workers == 0`` components run in the training process: fastest, but there is no timeout; use it for
   trusted, cheap verifiers only.
+* ``workers: auto`` (the default of ``reward=v42``, and of a config without ``workers``) starts :data:`AUTO_WORKERS` workers when any evaluated component
+  was registered with ``untrusted=True`` -- it runs model-written code, like ``sql_exec`` running the policy's SQL --
+  and scores those components in the pool and the trusted ones in-process (no pool at all without an untrusted
+  component). An explicit ``workers: 0`` with such a component logs a warning; an explicit ``workers: N`` pools
+  every component.
+* Each worker runs under an address-space limit of ``memory_mb`` MiB above its size when it started
+  (``RLIMIT_AS``; null = none): a component that allocates more gets a MemoryError (scored 0, an error) instead of
+  growing the training machine's memory.
 
-Composition (config ``{"components": {NAME: {"weight": w}}, "gate": NAME | None, "workers": n, "timeout_s": t}``)::
+Composition (config ``{"components": {NAME: {"weight": w}}, "gate": NAME | None, "workers": n | "auto",
+"timeout_s": t, "memory_mb": m | None}``)::
 
     R = G · Σ_k w_k R_k        over the components k that apply to the record (R_k is not None)
 
@@ -44,9 +53,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import math
 import multiprocessing
 import numbers
+import os
 import signal
 import sys
 import time
@@ -67,6 +78,10 @@ TIMEOUT = "timeout"
 """The error reason recorded for a call that ran past ``timeout_s``."""
 
 DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_MEMORY_MB = 1024
+"""Address space each reward worker may add to what it had when it started (``memory_mb``)."""
+AUTO_WORKERS = 2
+"""Workers started by ``workers: auto`` when a component runs model-written code (see the module docstring)."""
 MAX_SAMPLE_COMPLETION_CHARS = 4096  # an error sample keeps this much of the completion (a hostile one can be huge)
 MAX_ERROR_MESSAGE_CHARS = 500
 WORKER_STARTUP_TIMEOUT_S = 120.0  # a spawned worker imports torch; a fork is ready in milliseconds
@@ -78,6 +93,8 @@ _READY = "ready"
 _BUILTIN_REWARD_MODULES: tuple[str, ...] = ("aegir.tasks.toy", "aegir.tasks.commerce.rewards")
 
 _REGISTRY: dict[str, RewardFn] = {}
+_UNTRUSTED: set[str] = set()  # names registered with untrusted=True: they execute model-written code
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -85,11 +102,13 @@ _REGISTRY: dict[str, RewardFn] = {}
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
+def register_reward(name: str, *, untrusted: bool = False) -> Callable[[RewardFn], RewardFn]:
     """Decorator registering a top-level reward function under ``name`` (top-level so a worker can import it).
 
-    Registering a different function under a taken name is a programming error; re-registering the same function
-    (a module imported twice, a reload) replaces it.
+    ``untrusted=True`` marks a reward that runs model-written code (SQL, Python, ...): ``workers: auto`` then scores
+    in worker processes with a hard per-call timeout and a memory limit. Registering a different function under a
+    taken name is a programming error; re-registering the same function (a module imported twice, a reload)
+    replaces it.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"reward name must be a non-empty string, got {name!r}")
@@ -100,9 +119,18 @@ def register_reward(name: str) -> Callable[[RewardFn], RewardFn]:
             raise ValueError(f"reward '{name}' is already registered by {_qualified_name(existing)}; "
                              f"cannot register {_qualified_name(fn)} under the same name")
         _REGISTRY[name] = fn
+        if untrusted:
+            _UNTRUSTED.add(name)
+        else:
+            _UNTRUSTED.discard(name)
         return fn
 
     return decorator
+
+
+def runs_untrusted_code(name: str) -> bool:
+    """Whether the reward registered as ``name`` was registered with ``untrusted=True``."""
+    return name in _UNTRUSTED
 
 
 def registered_rewards() -> list[str]:
@@ -134,17 +162,31 @@ def _qualified_name(fn: Callable[..., Any]) -> str:
 # Spec
 # ----------------------------------------------------------------------------------------------------------------
 
-_SPEC_KEYS = ("components", "gate", "workers", "timeout_s")
+_SPEC_KEYS = ("components", "gate", "workers", "timeout_s", "memory_mb")
 
 
 @dataclass(frozen=True)
 class RewardSpec:
-    """Validated reward configuration: component weights, optional gate, worker count and per-call timeout."""
+    """Validated reward configuration: component weights, optional gate, worker count (``auto`` resolved),
+    per-call timeout and the workers' memory limit."""
 
     components: dict[str, float]
     gate: str | None = None
     workers: int = 0
     timeout_s: float = DEFAULT_TIMEOUT_S
+    memory_mb: int | None = DEFAULT_MEMORY_MB
+    pooled: frozenset[str] | None = None
+    """With workers > 0, the components scored in the pool; None = all. ``workers: auto`` pools the untrusted
+    ones only, so the cheap trusted verifiers pay no inter-process round trip."""
+
+    def runs_in_pool(self, name: str) -> bool:
+        """Whether component `name` is scored by the worker pool (when there is one)."""
+        return self.pooled is None or name in self.pooled
+
+    @property
+    def untrusted_names(self) -> list[str]:
+        """The evaluated components that run model-written code (registered with ``untrusted=True``)."""
+        return [name for name in self.evaluated_names if runs_untrusted_code(name)]
 
     @property
     def evaluated_names(self) -> list[str]:
@@ -178,15 +220,31 @@ class RewardSpec:
             if not isinstance(gate, str):
                 raise InputError(f"config error: {where}.gate: expected a reward name or null, got {gate!r}")
             get_reward(gate, where=f"{where}.gate")
-        workers = cfg.get("workers", 0)
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-            raise InputError(f"config error: {where}.workers: expected an integer >= 0 (0 = in-process), "
+        workers = cfg.get("workers", "auto")
+        if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+            raise InputError(f"config error: {where}.workers: expected an integer >= 0 (0 = in-process) or auto, "
                              f"got {workers!r}")
         timeout_s = cfg.get("timeout_s", DEFAULT_TIMEOUT_S)
         if (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not math.isfinite(timeout_s)
                 or timeout_s <= 0):
             raise InputError(f"config error: {where}.timeout_s: expected a number of seconds > 0, got {timeout_s!r}")
-        return cls(components=components, gate=gate, workers=workers, timeout_s=float(timeout_s))
+        memory_mb = cfg.get("memory_mb", DEFAULT_MEMORY_MB)
+        if memory_mb is not None and (isinstance(memory_mb, bool) or not isinstance(memory_mb, int)
+                                      or memory_mb < 1):
+            raise InputError(f"config error: {where}.memory_mb: expected an integer >= 1 (MiB per worker) or null, "
+                             f"got {memory_mb!r}")
+        evaluated = list(components) + ([gate] if gate is not None and gate not in components else [])
+        untrusted = [name for name in evaluated if runs_untrusted_code(name)]
+        pooled: frozenset[str] | None = None
+        if workers == "auto":
+            workers = AUTO_WORKERS if untrusted else 0
+            pooled = frozenset(untrusted)
+        elif workers == 0 and untrusted:
+            log.warning("%s.workers=0: %s run%s model-written code in the training process, without a hard "
+                        "timeout or memory limit (workers: auto starts a worker pool)", where, ", ".join(untrusted),
+                        "s" if len(untrusted) == 1 else "")
+        return cls(components=components, gate=gate, workers=workers, timeout_s=float(timeout_s),
+                   memory_mb=memory_mb, pooled=pooled)
 
 
 def _parse_weight(entry: Any, key: str) -> float:
@@ -250,6 +308,24 @@ def _evaluate(fn: RewardFn, record: Mapping[str, Any], completion: str) -> Outco
     return _check_value(value)
 
 
+def check_records(spec: RewardSpec, records: Sequence[Mapping[str, Any]],
+                  where: Callable[[int, Mapping[str, Any]], str]) -> None:
+    """Refuse records the configured rewards cannot score, before training starts.
+
+    Every evaluated component is called once per record with an empty completion, in this process. Components
+    raise only on a malformed record (a data bug: a sql_qa record without ``answer``, gold SQL that does not run on
+    its database), so one that raises or returns garbage here would score every completion of that record 0 during
+    training; instead it is an InputError ``"{where(i, record)}: reward NAME cannot score this record: why"``.
+    (Warms caches too: the commerce verifiers keep each gold query's result, and forked workers inherit it.)
+    """
+    functions = {name: get_reward(name) for name in spec.evaluated_names}
+    for index, record in enumerate(records):
+        for name, fn in functions.items():
+            _, error = _evaluate(fn, record, "")
+            if error is not None:
+                raise InputError(f"{where(index, record)}: reward {name} cannot score this record: {error}")
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Worker processes
 # ----------------------------------------------------------------------------------------------------------------
@@ -284,8 +360,31 @@ def _run_call_in_worker(name: str, module: str, record: Mapping[str, Any], compl
         return None, TIMEOUT
 
 
-def _worker_main(conn: Connection) -> None:
+def _limit_address_space(memory_mb: int | None) -> None:
+    """Let this process map at most `memory_mb` MiB more than it has now (RLIMIT_AS; Linux, best effort).
+
+    Relative to the current size because a worker forked from the trainer already maps everything the trainer
+    mapped (torch, CUDA's reservations), which costs nothing until written.
+    """
+    if memory_mb is None:
+        return
+    try:
+        import resource
+
+        with open("/proc/self/statm", encoding="ascii") as handle:
+            size = int(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        soft = size + memory_mb * 2**20
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    except (ImportError, OSError, ValueError):  # not Linux: no limit
+        pass
+
+
+def _worker_main(conn: Connection, memory_mb: int | None = None) -> None:
     """Worker loop: receive (name, module, record, completion, timeout_s), answer an Outcome; None means exit."""
+    _limit_address_space(memory_mb)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training process's to handle; it kills us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # drop any handler inherited from the trainer through fork
     if hasattr(signal, "SIGALRM"):
@@ -326,8 +425,9 @@ class _WorkerPool:
     (A `multiprocessing.Pool` cannot kill one stuck task, and silently loses the task of a worker that died.)
     """
 
-    def __init__(self, n_workers: int, timeout_s: float, start_method: str) -> None:
+    def __init__(self, n_workers: int, timeout_s: float, start_method: str, memory_mb: int | None = None) -> None:
         self._ctx = multiprocessing.get_context(start_method)
+        self._memory_mb = memory_mb
         self._timeout_s = timeout_s
         self._hard_timeout_s = timeout_s * 1.5 + 0.25
         self._workers: list[_Worker] = [self._start_worker() for _ in range(n_workers)]
@@ -336,7 +436,8 @@ class _WorkerPool:
 
     def _start_worker(self) -> _Worker:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(target=_worker_main, args=(child_conn,), name="aegir-reward-worker", daemon=True)
+        process = self._ctx.Process(target=_worker_main, args=(child_conn, self._memory_mb), name="aegir-reward-worker",
+                                    daemon=True)
         process.start()
         child_conn.close()
         return _Worker(process=process, conn=parent_conn)
@@ -576,13 +677,16 @@ class RewardComposer:
     def _run_all(self, names: Sequence[str], records: Sequence[Mapping[str, Any]],
                  completions: Sequence[str]) -> dict[tuple[int, str], Outcome]:
         keys = [(row, name) for row in range(len(completions)) for name in names]
-        if self.spec.workers == 0:
-            return {(row, name): _evaluate(self._functions[name], records[row], completions[row])
-                    for row, name in keys}
-        if self._pool is None:
-            self._pool = _WorkerPool(self.spec.workers, self.spec.timeout_s, self._start_method)
-        calls = [(name, self._functions[name].__module__, records[row], completions[row]) for row, name in keys]
-        return dict(zip(keys, self._pool.run(calls)))
+        pooled = [key for key in keys if self.spec.workers > 0 and self.spec.runs_in_pool(key[1])]
+        outcomes = {(row, name): _evaluate(self._functions[name], records[row], completions[row])
+                    for row, name in keys if self.spec.workers == 0 or not self.spec.runs_in_pool(name)}
+        if pooled:
+            if self._pool is None:
+                self._pool = _WorkerPool(self.spec.workers, self.spec.timeout_s, self._start_method,
+                                         self.spec.memory_mb)
+            calls = [(name, self._functions[name].__module__, records[row], completions[row]) for row, name in pooled]
+            outcomes.update(zip(pooled, self._pool.run(calls)))
+        return {key: outcomes[key] for key in keys}
 
     @property
     def worker_processes(self) -> list[multiprocessing.process.BaseProcess]:

@@ -77,6 +77,8 @@ def finalize_stage(cfg: DictConfig, paths: RunPaths, module: Any, step: int, sta
         from aegir.observe.observatory import stability_summary
 
         summary["stability"] = stability_summary(paths.root / "observe")
+    if getattr(module, "reward_errors", None) is not None:  # GRPO: {"count", "first"} reward errors (issue 19)
+        summary["reward_errors"] = dict(module.reward_errors)
     write_json_atomic(paths.summary, summary)
     if paths.tb.is_dir():
         config = OmegaConf.to_container(cfg, resolve=True)

@@ -29,6 +29,8 @@ def test_v42_smoke_runs_both_stages(compose, tmp_path: Path) -> None:
     assert meta["parent"]["stage"] == "sft" and meta["config"]["model"]["pretrained"].endswith("best.ckpt")
     assert meta["data"]["commerce"]["n_eval"] == 16 and len(meta["data"]["commerce"]["eval_sha256"]) == 64
     assert meta["config"]["reward"]["components"]["sql_exec"]["weight"] == 1.0
+    assert set(read_json(grpo / "summary.json")["reward_errors"]) == {"count", "first"}  # issue 19 item 6
+    assert meta["config"]["reward"]["workers"] == "auto"  # sql_exec scored in the pool by default (item 2)
     stats = read_json(grpo / "summary.json")["metric_stats"]
     assert {"extraction", "sql_qa", "insights", "push", "all"} <= set(stats)
     assert all(stats[t]["n"] == 4 for t in ("extraction", "sql_qa", "insights", "push"))

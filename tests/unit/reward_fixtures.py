@@ -93,3 +93,17 @@ def crash(record: Mapping[str, Any], completion: str) -> float:
     if "crash" in completion:
         os._exit(7)
     return 1.0
+
+
+@register_reward("test_untrusted_echo", untrusted=True)
+def untrusted_echo(record: Mapping[str, Any], completion: str) -> float:
+    """Stands for a reward that runs model-written code (registered untrusted): reports the process it ran in."""
+    return float(os.getpid() % 1000) / 1000
+
+
+@register_reward("test_allocate")
+def allocate(record: Mapping[str, Any], completion: str) -> float:
+    """Allocates record["mb"] MiB and touches it (a reward that runs away with memory)."""
+    block = bytearray(int(record["mb"]) * 2**20)
+    block[::4096] = b"x" * len(block[::4096])
+    return 1.0

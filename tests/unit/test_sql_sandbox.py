@@ -99,7 +99,7 @@ def test_row_cap_sets_truncated(db: Path) -> None:
 
 
 def test_result_byte_cap_sets_truncated(db: Path) -> None:
-    result = run_query(db, "SELECT hex(zeroblob(10000)) FROM orders", max_result_bytes=50_000)
+    result = run_query(db, "SELECT hex(zeroblob(5000)) FROM orders", max_result_bytes=25_000)
     assert result.ok and result.truncated and len(result.rows) < 60
 
 

@@ -79,15 +79,15 @@ def test_good_files_load_with_official_splits_and_cells_as_text(root: Path) -> N
 
 
 def test_cpa_files_with_and_without_a_main_column(root: Path) -> None:
-    corpus = load_sotab(root, "cpa")
+    corpus = load_sotab(root, "cpa", carve=("val", "test"))  # the fixture has CPA training ground truth only
     assert [(p.table, p.main_column, p.column, p.label) for p in corpus.cpa] == [
         (PRODUCT, 0, 1, "price"), (PRODUCT, 0, 2, "priceCurrency"), (EVENT, 0, 1, "startDate")]
     write_csv(root / ground_truth_name("cpa", "train"), f"table_name,column_index,label\n{PRODUCT},2,priceCurrency\n")
-    assert [(p.main_column, p.column) for p in load_sotab(root, "cpa").cpa] == [(0, 2)]
+    assert [(p.main_column, p.column) for p in load_sotab(root, "cpa", carve=("val", "test")).cpa] == [(0, 2)]
     ambiguous = write_csv(root / ground_truth_name("cpa", "train"),
                           f"table_name,column_index,target_column_index,label\n{PRODUCT},0,2,priceCurrency\n")
     with pytest.raises(InputError, match=f"^{re.escape(str(ambiguous))}:1: unrecognised column target_column_index"):
-        load_sotab(root, "cpa")
+        load_sotab(root, "cpa", carve=("val", "test"))
 
 
 def test_files_in_a_subdirectory_and_extra_csv_columns_are_found(tmp_path: Path) -> None:
@@ -95,7 +95,7 @@ def test_files_in_a_subdirectory_and_extra_csv_columns_are_found(tmp_path: Path)
     write_table(merged / "Train", PRODUCT, [{"0": "Lamp", "1": "9.99"}])
     write_csv(merged / ground_truth_name("cta", "train"),
               f",table_name,column_index,label\n0,{PRODUCT},1,price\n")  # a pandas index column in front
-    corpus = load_sotab(tmp_path, "cta")
+    corpus = load_sotab(tmp_path, "cta", carve=("val", "test"))
     assert [(a.table, a.column, a.label) for a in corpus.cta] == [(PRODUCT, 1, "price")]
 
 
@@ -129,7 +129,7 @@ def test_bad_values_in_the_csv_name_the_file_and_line(root: Path) -> None:
     assert _error(root).startswith(f"{csv}: empty file")
     cpa = write_csv(root / ground_truth_name("cpa", "train"),
                     f"table_name,main_column_index,column_index,label\n{PRODUCT},1,1,price\n")
-    assert _error(root, "cpa") == f"{cpa}:2: main_column_index equals column_index (a column cannot be its own " \
+    assert _error(root, "cpa", carve=("val", "test")) == f"{cpa}:2: main_column_index equals column_index (a column cannot be its own " \
                                   f"main column)"
 
 
@@ -201,8 +201,33 @@ def test_the_dataset_uses_official_splits_and_carves_missing_ones(root: Path) ->
     assert data.provenance["tables"]["source"] == "sotab" and data.provenance["tables"]["root"] == str(root)
     assert data.render(data.val[0]).startswith("<|cls|>target: The Silent River | Paper Moon<|sep|>context: ")
     (root / ground_truth_name("cta", "val")).unlink()
-    carved = build_column_dataset(tables_data(source="sotab", root=str(root), val_fraction=0.5), 0, "cta")
+    with pytest.raises(InputError, match=r"no sotab_v2_cta_validation_set\.csv .*task\.data\.sotab_carve=\[val\]"):
+        build_column_dataset(tables_data(source="sotab", root=str(root), val_fraction=0.5), 0, "cta")
+    carved = build_column_dataset(tables_data(source="sotab", root=str(root), val_fraction=0.5,
+                                              sotab_carve=["val"]), 0, "cta")
     assert len({e.table for e in carved.val}) == 1 and not {e.table for e in carved.val} & {e.table for e in
                                                                                              carved.train}
-    cpa = build_column_dataset(tables_data(source="sotab", root=str(root)), 0, "cpa")
+    cpa = build_column_dataset(tables_data(source="sotab", root=str(root), sotab_carve=["val", "test"]), 0, "cpa")
     assert {e.main_column for e in cpa.train + cpa.val + cpa.test} == {0}
+
+
+def test_a_requested_but_absent_test_file_is_an_error_naming_it(root: Path) -> None:
+    """Issue 19 item 8: sotab_test_set=corner_cases without its file used to carve a test split out of training."""
+    message = _error(root, test_set="corner_cases")
+    assert message.startswith(f"{root}: no {ground_truth_name('cta', 'test', 'corner_cases')} ")
+    assert "task.data.sotab_carve=[test]" in message
+    (root / ground_truth_name("cta", "test")).unlink()
+    assert ground_truth_name("cta", "test") in _error(root)
+    carved = load_sotab(root, "cta", carve=("test",))  # asked for: no test ground truth is read
+    assert "test" not in set(carved.official_split.values())
+    with pytest.raises(InputError, match="sotab_carve"):
+        load_sotab(root, "cta", carve=("train",))
+
+
+def test_carving_on_request_through_the_dataset(root: Path) -> None:
+    with pytest.raises(InputError, match=r"sotab_v2_cta_corner_cases_test_set\.csv"):
+        build_column_dataset(tables_data(source="sotab", root=str(root), sotab_test_set="corner_cases"), 0, "cta")
+    carved = build_column_dataset(tables_data(source="sotab", root=str(root), sotab_test_set="corner_cases",
+                                              sotab_carve=["test"], test_fraction=0.5), 0, "cta")
+    assert carved.test and not {e.table for e in carved.test} & {e.table for e in carved.train}
+    assert HOTEL not in {e.table for e in carved.test}  # the official test table is not read at all

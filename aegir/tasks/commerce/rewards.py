@@ -491,7 +491,7 @@ def same_rows(rows: Sequence[tuple[Any, ...]], gold: Sequence[tuple[Any, ...]]) 
                for row, gold_row in zip(sorted(rows, key=key), sorted(gold, key=key)))
 
 
-@register_reward("sql_exec")
+@register_reward("sql_exec", untrusted=True)
 def sql_exec(record: Mapping[str, Any], completion: str) -> float | None:
     """V4.2 execution-validated text-to-SQL reward: additive tiers, each SQL tier requiring the one before, 1.0 in all.
 

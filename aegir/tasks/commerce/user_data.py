@@ -21,7 +21,6 @@ the 1-based line and what is wrong. Every other field of a record is kept as is.
 
 from __future__ import annotations
 
-import json
 import math
 import sqlite3
 from collections.abc import Callable
@@ -32,6 +31,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from aegir.errors import InputError
+from aegir.tasks.data_files import parse_json_line, regular_file
 from aegir.tasks.commerce.pairs import TASKS
 from aegir.tasks.commerce.world import TABLE_COLUMNS, open_readonly
 
@@ -120,10 +120,7 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise InputError(f"{path}:{number}: invalid JSON: {error.msg} (column {error.colno})") from None
+        record = parse_json_line(line, f"{path}:{number}")
         if not isinstance(record, dict):
             raise InputError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
         records.append(record)
@@ -135,9 +132,12 @@ def _read_jsonl(path: Path) -> tuple[list[dict[str, Any]], list[int]]:
 
 def load_user_pairs(path: Path | str, *, require_task_fields: bool = False) -> list[dict[str, Any]]:
     """The records of a chat-style JSONL file, validated; a missing ``id`` becomes ``line-<n>``."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    return read_user_pairs(path, require_task_fields=require_task_fields)[0]
+
+
+def read_user_pairs(path: Path | str, *, require_task_fields: bool = False) -> tuple[list[dict[str, Any]], list[int]]:
+    """:func:`load_user_pairs` and the 1-based line of each record (for errors found later, e.g. by the rewards)."""
+    path = regular_file(path)
     records, lines = _read_jsonl(path)
     for record, line in zip(records, lines):
         record.setdefault("id", f"line-{line}")
@@ -149,7 +149,7 @@ def load_user_pairs(path: Path | str, *, require_task_fields: bool = False) -> l
         schema.validate(frame, lazy=True)
     except pa.errors.SchemaErrors as errors:
         raise InputError(_first_problem(path, errors.failure_cases, lines, schema)) from None
-    return records
+    return records, lines
 
 
 def _first_problem(path: Path, failures: pd.DataFrame, lines: list[int], schema: pa.DataFrameSchema) -> str:
@@ -170,9 +170,7 @@ def check_user_db(path: Path | str) -> dict[str, int]:
     Checks, in order: the file exists, starts with the SQLite header, opens, and has every table of
     ``TABLE_COLUMNS`` (all missing ones listed) with at least those columns.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such database file")
+    path = regular_file(path, "database file")
     with path.open("rb") as handle:
         if handle.read(len(SQLITE_HEADER)) != SQLITE_HEADER:
             raise InputError(f"{path}: not an SQLite database (the file does not start with the SQLite header)")

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Literal, get_args
 
 from aegir.errors import InputError
+from aegir.tasks.data_files import not_a_special_file, parse_json_line, regular_file
 from aegir.tasks.pretrain.ontology import (
     CLASSES,
     TABLE_CLASSES,
@@ -823,7 +824,7 @@ def build_corpus(data_seed: int, n_documents: int, arm: str, val_fraction: float
 # --------------------------------------------------------------------------------------------------------------
 
 def _read_utf8(path: Path) -> str:
-    data = path.read_bytes()
+    data = regular_file(path).read_bytes()
     if not data.strip():
         raise InputError(f"{path}:1: file is empty")
     try:
@@ -860,10 +861,7 @@ def _read_jsonl(path: Path) -> list[str]:
     for lineno, line in enumerate(_read_utf8(path).split("\n"), start=1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise InputError(f"{path}:{lineno}: not valid JSON ({err.msg} at column {err.colno})") from None
+        record = parse_json_line(line, f"{path}:{lineno}", "not valid JSON ({msg} at column {col})")
         if not isinstance(record, dict):
             raise InputError(f"{path}:{lineno}: expected a JSON object with a string field 'text', "
                              f"got {_json_type(record)}")
@@ -879,8 +877,7 @@ def _read_jsonl(path: Path) -> list[str]:
 
 
 def _corpus_files(path: Path) -> list[Path]:
-    if not path.exists():
-        raise InputError(f"{path}: no such file or directory")
+    not_a_special_file(path, "file or directory")  # a FIFO or /dev/null: one line, not a hang or crash
     if path.is_file():
         files = [path]
     else:

@@ -62,6 +62,7 @@ class TablesDataConfig:
     test_fraction: float = key(ge=0.0, lt=1.0)
     sotab_train_set: str
     sotab_test_set: str
+    sotab_carve: list[str]
     max_rows: int = key(ge=1)
     target_bytes: int
     per_column_bytes: int
@@ -116,6 +117,8 @@ class TablesDataConfig:
             out.append(f"sotab_train_set: must be one of {', '.join(TRAIN_SETS)}, got {self.sotab_train_set!r}")
         if self.sotab_test_set not in TEST_SETS:
             out.append(f"sotab_test_set: must be one of {', '.join(TEST_SETS)}, got {self.sotab_test_set!r}")
+        if not isinstance(self.sotab_carve, list) or any(split not in ("val", "test") for split in self.sotab_carve):
+            out.append(f"sotab_carve: must be a list of val and/or test, got {self.sotab_carve!r}")
         if not self.ngram_sizes or any(n < 1 or n > 16 for n in self.ngram_sizes):
             out.append(f"ngram_sizes: must be a non-empty list of sizes in 1..16, got {self.ngram_sizes}")
         if self.hash_dim < 1 or self.hash_dim & (self.hash_dim - 1):
@@ -150,6 +153,10 @@ def _coerce(key: str, name: str, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool)
                                                            for v in value):
             raise InputError(f"{key}: must be a list of integers, got {value!r}")
+        return list(value)
+    if name == "sotab_carve":
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise InputError(f"{key}: must be a list of val and/or test, got {value!r}")
         return list(value)
     if value is None and name == "root":
         return None
@@ -255,6 +262,10 @@ def _assign_splits(corpus: TableCorpus, names: Sequence[str], config: TablesData
     assignment = {name: corpus.official_split[name] for name in names}
     present = set(assignment.values())
     missing = [split for split in ("val", "test") if split not in present]
+    unasked = [split for split in missing if split not in config.sotab_carve]
+    if unasked:  # the loader refuses absent files; an official split can still end up without a table
+        raise InputError(f"task.data: the SOTAB {unasked[0]} split has no tables; set task.data.sotab_carve="
+                         f"[{unasked[0]}] to carve it out of the training tables")
     if missing:
         fractions = {"val": config.val_fraction if "val" in missing else 0.0,
                      "test": config.test_fraction if "test" in missing else 0.0}
@@ -271,7 +282,8 @@ def _load_corpus(config: TablesDataConfig, data_seed: int, kind: Kind) -> TableC
     if config.source == "synthetic":
         return generate_corpus(config.n_tables, data_seed)
     return load_sotab(str(config.root), kind, max_rows=config.max_rows, max_tables=config.max_tables,
-                      seed=data_seed, train_set=config.sotab_train_set, test_set=config.sotab_test_set)
+                      seed=data_seed, train_set=config.sotab_train_set, test_set=config.sotab_test_set,
+                      carve=config.sotab_carve)
 
 
 def _similarity_vectors(tables: Sequence[Table], config: TablesDataConfig) -> tuple[np.ndarray, dict[str, int]]:

@@ -23,8 +23,10 @@ duplicate annotation, a table named in a CSV that has no file, an index outside 
 splits, a table line that is not JSON or not a row. Only the first ``max_rows`` rows of a table are read, so a
 malformed line further down is not seen.
 
-Splits: the training / validation / test CSVs give the official splits; the dataset carves a missing
-validation or test split out of training. ``max_tables`` keeps a fixed, ``seed``-chosen subset of each split's
+Splits: the training / validation / test CSVs give the official splits. A validation or test ground-truth file that
+is absent is an error naming it (a benchmark must never report scores on a test set it silently made up), unless
+the split is listed in ``carve`` (``task.data.sotab_carve``): then its file is not read and the dataset carves the
+split out of the training tables. ``max_tables`` keeps a fixed, ``seed``-chosen subset of each split's
 tables (for quick runs); the label vocabulary is still that of every ground-truth row read. ``sha256`` hashes every
 ground-truth and table file read (name and bytes).
 """
@@ -35,7 +37,6 @@ import csv
 import gzip
 import hashlib
 import io
-import json
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from aegir.errors import InputError
+from aegir.tasks.data_files import parse_json_line
 from aegir.tasks.tables.table import (
     SPLITS,
     ColumnLabel,
@@ -225,10 +227,7 @@ def _read_table_lines(path: Path, data: bytes, max_rows: int | None) -> tuple[li
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as error:
                 raise InputError(f"{path}:{number}: not UTF-8 text ({error.reason})") from None
-            try:
-                values.append(json.loads(text))
-            except json.JSONDecodeError as error:
-                raise InputError(f"{path}:{number}: invalid JSON: {error.msg} (column {error.colno})") from None
+            values.append(parse_json_line(text, f"{path}:{number}"))
             numbers.append(number)
     except (OSError, EOFError, zlib.error) as error:
         raise InputError(f"{path}: not a readable gzip file ({error})") from None
@@ -299,7 +298,8 @@ class _TableIndex:
 
 
 def load_sotab(root: Path | str, kind: Kind, *, max_rows: int | None = 20, max_tables: int | None = None,
-               seed: int = 0, train_set: str = "training", test_set: str = "test") -> TableCorpus:
+               seed: int = 0, train_set: str = "training", test_set: str = "test",
+               carve: Sequence[str] = ()) -> TableCorpus:
     """Load the SOTAB v2 tables and ``kind`` ground truth under ``root`` (see the module docstring)."""
     root = Path(root)
     if not root.is_dir():
@@ -309,14 +309,22 @@ def load_sotab(root: Path | str, kind: Kind, *, max_rows: int | None = 20, max_t
     if test_set not in TEST_SETS:
         raise InputError(f"task.data.sotab_test_set: must be one of {', '.join(TEST_SETS)}, got {test_set!r}")
     variants: dict[Split, str | None] = {"train": train_set, "val": None, "test": test_set}
+    bad_carve = [split for split in carve if split not in ("val", "test")]
+    if bad_carve:
+        raise InputError(f"task.data.sotab_carve: splits to carve out of training are val and/or test, "
+                         f"got {list(carve)!r}")
     gt_files: dict[Split, Path] = {}
     for split in SPLITS:
-        found = _find(root, ground_truth_name(kind, split, variants[split]))
-        if found is not None:
-            gt_files[split] = found
-    if "train" not in gt_files:
-        raise InputError(f"{root}: no {ground_truth_name(kind, 'train', train_set)} (looked in {root} and its "
-                         f"sub-directories)")
+        if split in carve:
+            continue
+        name = ground_truth_name(kind, split, variants[split])
+        found = _find(root, name)
+        if found is None:
+            hint = "" if split == "train" else (f"; to carve the {'validation' if split == 'val' else 'test'} split "
+                                                f"out of the training tables instead, set "
+                                                f"task.data.sotab_carve=[{split}]")
+            raise InputError(f"{root}: no {name} (looked in {root} and its sub-directories){hint}")
+        gt_files[split] = found
 
     digest = hashlib.sha256()
     annotations: dict[Split, list[GroundTruthRecord]] = {}
