@@ -1,6 +1,7 @@
 """Seed aggregation over run directories: per configuration (all keys but `seed`), the mean, std, n and 95% CI
-(Student t) of every final metric, as markdown and CSV, the V4.2 seed table, and a TensorBoard run whose margin
-charts show the mean ± std across seeds over steps.
+(Student t) of every final metric, as markdown and CSV, the V4.2 seed table, and per configuration a TensorBoard
+run with the mean across seeds of its headline metrics under the runs' own tag names (it overlays the seeds) and
+one Custom Scalars category of mean ± std bands.
 
 Reads only the run directory contract (aegir.rundir), so it works on finished, failed and running runs alike
 (only finished runs enter the statistics; the others are listed with their status). Runs automatically at the end
@@ -16,6 +17,8 @@ import io
 import json
 import logging
 import math
+import re
+import shutil
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -390,38 +393,53 @@ def csv_report(groups: Sequence[Group]) -> str:
     return out.getvalue()
 
 
+# The curves worth a seed band: the objective metric of each group plus these, when every seed logged them.
+HEADLINE_METRICS = ("train/loss", "grpo/reward/mean", "eval/reward", "val/loss", "val/bpb", "val/macro_f1")
+SEED_BAND = "seed_band"
+SEED_AGGREGATE_CATEGORY = "Seed aggregate (mean ± std over seeds)"
+
+
+def run_name(label: str) -> str:
+    """A configuration label as a directory (TensorBoard run) name."""
+    return re.sub(r"[^A-Za-z0-9_.,=+-]+", "_", label).strip("_") or "configuration"
+
+
 def write_tensorboard_aggregate(groups: Sequence[Group], out_dir: Path) -> list[str]:
-    """One TensorBoard run (`out_dir`) with agg/<label>/<metric>/{mean,lower,upper} over steps (mean ± std across
-    seeds at each step every seed logged) and a custom-scalars layout of margin charts. Returns the metrics."""
+    """Per configuration with at least two finished seeds, one TensorBoard run `out_dir/<label>` holding the mean
+    across seeds of its headline metrics (HEADLINE_METRICS and its objective) under the runs' own tag names, so the
+    mean overlays the seeds in the same chart; and `seed_band/<metric>/lower|upper` (mean ∓ std), drawn only in the
+    one Custom Scalars category as a band per configuration. Returns the metrics written, `<label>/<metric>`."""
     from torch.utils.tensorboard import SummaryWriter
 
-    layout: dict[str, dict[str, list[Any]]] = {}
     written: list[str] = []
-    with SummaryWriter(log_dir=str(out_dir)) as writer:
-        for group in groups:
-            histories = [read_history(r.path / "history.jsonl") for r in group.finished]
-            if len(histories) < 1:
-                continue
-            shared = set.intersection(*(set(h) for h in histories))
-            for metric in sorted(m for m in shared if not m.startswith("perf/")):
+    for group in groups:
+        histories = [read_history(r.path / HISTORY) for r in group.finished]
+        if len(histories) < 2:
+            continue  # one seed: its own run already shows it
+        shared = set.intersection(*(set(h) for h in histories))
+        headline = [m for m in dict.fromkeys((group.metric, *HEADLINE_METRICS)) if m in shared]
+        if not headline:
+            continue
+        layout: dict[str, list[Any]] = {}
+        with SummaryWriter(log_dir=str(out_dir / run_name(group.label))) as writer:
+            for metric in headline:
                 per_step: dict[int, list[float]] = defaultdict(list)
                 for history in histories:
                     for step, value in history[metric]:
                         per_step[step].append(value)
-                tag = f"agg/{group.label}/{metric}"
                 for step in sorted(per_step):
                     values = per_step[step]
                     if len(values) != len(histories):
                         continue  # a step not every seed reached
                     stat = mean_ci(values)
-                    std = 0.0 if len(values) == 1 else stat.std
-                    writer.add_scalar(f"{tag}/mean", stat.mean, step)
-                    writer.add_scalar(f"{tag}/lower", stat.mean - std, step)
-                    writer.add_scalar(f"{tag}/upper", stat.mean + std, step)
-                layout.setdefault(metric, {})[f"{group.label} (mean ± std over {len(histories)} seeds)"] = [
-                    "Margin", [f"{tag}/mean", f"{tag}/lower", f"{tag}/upper"]]
-                written.append(tag)
-        writer.add_custom_scalars({f"Seed aggregate: {metric}": charts for metric, charts in layout.items()})
+                    writer.add_scalar(metric, stat.mean, step)
+                    writer.add_scalar(f"{SEED_BAND}/{metric}/lower", stat.mean - stat.std, step)
+                    writer.add_scalar(f"{SEED_BAND}/{metric}/upper", stat.mean + stat.std, step)
+                layout[f"{metric} (mean ± std over seeds)"] = [
+                    "Margin", [metric, f"{SEED_BAND}/{metric}/lower", f"{SEED_BAND}/{metric}/upper"]]
+                written.append(f"{group.label}/{metric}")
+            # every aggregate run writes the same category; TensorBoard merges them and drops duplicate charts
+            writer.add_custom_scalars({SEED_AGGREGATE_CATEGORY: layout})
     return written
 
 
@@ -432,6 +450,7 @@ def aggregate(root: Path) -> dict[str, Path]:
     paths = {"markdown": root / AGGREGATE_MD, "csv": root / AGGREGATE_CSV, "tensorboard": root / AGGREGATE_TB}
     paths["markdown"].write_text(markdown_report(groups), encoding="utf-8")
     paths["csv"].write_text(csv_report(groups), encoding="utf-8")
+    shutil.rmtree(paths["tensorboard"], ignore_errors=True)  # rebuilt, not appended to: no doubled points
     write_tensorboard_aggregate(groups, paths["tensorboard"])
     return paths
 

@@ -31,3 +31,13 @@ class ParamSyncCheck(Callback):
         drift = float((gathered - gathered[0:1]).abs().max())
         for logger in trainer.loggers:
             logger.log_metrics({"ddp/param_max_abs_diff": drift}, step=trainer.global_step)
+
+
+class StepAxis(Callback):
+    """Give the run's loggers (aegir.observe.history_logger) the trainer's optimizer step as their step axis, in
+    every process (set in `setup`, so nothing unpicklable travels to spawned workers)."""
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        for logger in trainer.loggers:
+            if hasattr(logger, "axis_step"):
+                logger.step_source = lambda: trainer.global_step

@@ -1,17 +1,36 @@
-"""A Lightning logger that appends every logged scalar to the run's history.jsonl (docs/run_directory.md)."""
+"""The run's Lightning loggers, both on one step axis (docs/metrics.md, Steps): `HistoryLogger` appends every logged
+scalar to history.jsonl (docs/run_directory.md), `StepAxisTensorBoardLogger` writes tb/.
+
+Lightning logs a training step's metrics at its count of batches stepped *before* the step (24 for the 25th
+optimizer step), and validation there too, and adds an `epoch` scalar. Both loggers here log at
+`trainer.global_step` instead -- the optimizer steps done, the step of the sample files and of the sweep's reports
+to Optuna -- once `aegir.observe.callbacks.StepAxis` has given them the trainer, and drop `epoch`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers.logger import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
 from aegir.rundir import HistoryWriter
 
+DROPPED = ("epoch",)
 
-class HistoryLogger(Logger):
+
+class StepAxisMixin:
+    """`step_source` (set by the StepAxis callback) gives the step every metric is logged at."""
+
+    step_source: Callable[[], int] | None = None
+
+    def axis_step(self, step: int | None) -> int:
+        return int(self.step_source()) if self.step_source is not None else int(step or 0)
+
+
+class HistoryLogger(StepAxisMixin, Logger):
     """Writes on rank zero only; the file is opened lazily so the logger pickles for ddp_spawn."""
 
     def __init__(self, path: Path) -> None:
@@ -33,12 +52,12 @@ class HistoryLogger(Logger):
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        metrics = {k: v for k, v in metrics.items() if k != "epoch"}
+        metrics = {k: v for k, v in metrics.items() if k not in DROPPED}
         if not metrics:
             return
         if self._writer is None:
             self._writer = HistoryWriter(self.path)
-        self._writer.write(step or 0, {k: float(v) for k, v in metrics.items()})
+        self._writer.write(self.axis_step(step), {k: float(v) for k, v in metrics.items()})
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
@@ -49,4 +68,20 @@ class HistoryLogger(Logger):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_writer"] = None
+        state.pop("step_source", None)
+        return state
+
+
+class StepAxisTensorBoardLogger(StepAxisMixin, TensorBoardLogger):
+    """Lightning's TensorBoard logger on the run's step axis, without `epoch`."""
+
+    @rank_zero_only
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        metrics = {k: v for k, v in metrics.items() if k not in DROPPED}
+        if metrics:
+            super().log_metrics(metrics, self.axis_step(step))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("step_source", None)
         return state
