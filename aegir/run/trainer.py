@@ -17,10 +17,10 @@ from aegir.rundir import TB_DIR, RunPaths
 def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks: Sequence[Any] = ()) -> Any:
     """A `lightning.Trainer` writing checkpoints, history and TensorBoard events into `paths`."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
+    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
     # these import Lightning (see the docstring)
-    from aegir.observe.callbacks import ParamSyncCheck, StepAxis, ThreadsPerProcess
+    from aegir.observe.callbacks import ParamSyncCheck, StepAxis, ThreadsPerProcess, log_friendly_progress_bar
     from aegir.observe.history_logger import HistoryLogger, StepAxisTensorBoardLogger
 
     ckpt = cfg.callbacks.checkpoint
@@ -35,7 +35,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
                                          enable_version_counter=False))
     show_bar = cfg.trainer.enable_progress_bar and cfg.callbacks.progress_bar != "none"
     if show_bar:
-        callbacks.append(RichProgressBar() if cfg.callbacks.progress_bar == "rich" else TQDMProgressBar())
+        callbacks.append(RichProgressBar() if cfg.callbacks.progress_bar == "rich" else log_friendly_progress_bar())
     callbacks.append(ParamSyncCheck())
     callbacks.append(StepAxis())  # every logger at trainer.global_step (aegir/observe/history_logger.py)
     callbacks.extend(extra_callbacks)
