@@ -318,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"study directory: {spec.output_dir}")
     print(f"optuna-dashboard sqlite:///{(spec.output_dir / 'study.db').resolve()}" if spec.storage is None
           else f"optuna-dashboard {spec.storage}")
-    print(f"tensorboard --logdir {spec.output_dir / 'trials'}")
+    print(f"python -m aegir.tb {spec.output_dir}   (TensorBoard, trials named by number and parameters; or: "
+          f"tensorboard --logdir {spec.output_dir / 'trials'})")
     return FINISHED
 
 

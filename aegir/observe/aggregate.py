@@ -292,12 +292,14 @@ def group_runs(runs: Sequence[RunRecord]) -> list[Group]:
         for run in block:
             by_key[configuration_key(run)].append(run)
         parts = [(key, members) for key, members in by_key.items() for members in _replicate_sets(members)]
-        firsts = [members[0] for _, members in parts]
-        columns = parameter_columns(firsts) if len(parts) > 1 else []
+        by_name: dict[str, list[RunRecord]] = defaultdict(list)  # parameters only tell apart namesakes
+        for _, members in parts:
+            by_name[_name(members[0])].append(members[0])
+        columns = {name: parameter_columns(firsts) if len(firsts) > 1 else [] for name, firsts in by_name.items()}
         block_groups = []
         for key, members in parts:
             first = members[0]
-            label = _label(first, columns)
+            label = _label(first, columns[_name(first)])
             block_groups.append(Group(key, label, sorted(members, key=_seed_order), task, metric,
                                       first.objective_mode))
         labels = [g.label for g in block_groups]
@@ -308,10 +310,18 @@ def group_runs(runs: Sequence[RunRecord]) -> list[Group]:
     return groups
 
 
+def _name(run: RunRecord) -> str:
+    return str(run.config.get("name") or run.path.name)
+
+
 def _label(run: RunRecord, columns: Sequence[str], limit: int = 80) -> str:
-    """`grpo_toy group_size=4,kl_coef=0.02`: short enough for a heading and a TensorBoard run name."""
-    name = str(run.config.get("name") or run.path.name)
-    params = ",".join(f"{short_key(k, columns)}={value_of(run, k)}" for k in columns)
+    """`grpo_toy group_size=4,kl_coef=0.02`: the experiment's name and, among configurations of the same name,
+    the parameters that set this one apart (those it does not set, and `experiment=<its name>`, left out); short
+    enough for a heading and a TensorBoard run name."""
+    name = _name(run)
+    values = [(k, value_of(run, k)) for k in columns]
+    params = ",".join(f"{short_key(k, columns)}={v}" for k, v in values
+                      if v != "—" and not (k.rsplit(".", 1)[-1] == "experiment" and v == name))
     label = f"{name} {params}" if params else name
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
@@ -470,7 +480,8 @@ class AggregateSeeds(_HydraCallback):  # type: ignore[misc,valid-type]
             return
         paths = aggregate(root)
         print(f"seed aggregate: {paths['markdown']}  (CSV: {paths['csv']})", flush=True)
-        print(f"tensorboard --logdir {root}", flush=True)
+        print(f"python -m aegir.tb {root}   (TensorBoard, runs named by configuration and seed; or: "
+              f"tensorboard --logdir {root})", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -487,7 +498,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     paths = aggregate(root)
     print(f"seed aggregate: {paths['markdown']}  (CSV: {paths['csv']})")
-    print(f"tensorboard --logdir {root}")
+    print(f"python -m aegir.tb {root}   (TensorBoard, runs named by configuration and seed; or: "
+          f"tensorboard --logdir {root})")
     return 0
 
 
