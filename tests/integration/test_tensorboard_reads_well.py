@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
 from tensorboard.plugins.hparams.api_pb2 import Status
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
@@ -47,6 +48,12 @@ def test_one_step_axis_no_clutter_and_an_hparams_session(compose, tmp_path: Path
     assert "gate/learns" in history  # the verdict stays in history.jsonl (run directory contract)
     config_text = events.Tensors("config/text_summary")[0].tensor_proto.string_val[0].decode()
     assert "monitor: eval/reward" in config_text and "${" not in config_text  # resolved
+
+    # 9. the eval reward as a band chart of its own in Custom Scalars (no smoothing, no outlier clipping there)
+    layout = layout_pb2.Layout.FromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    margins = {c.title: [s.value for s in c.margin.series] for cat in layout.category for c in cat.chart}
+    assert margins["eval reward (mean ± 95% CI)"] == ["eval/reward"]
+    assert {c.margin.series[0].lower for cat in layout.category for c in cat.chart} >= {"eval/reward/lower"}
 
     # 10. the eval completions as a text table per evaluation
     table = events.Tensors("eval/completions/text_summary")
