@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from aegir.eval.classification import (bootstrap_f1, class_weights, confusion_image, confusion_matrix,
                                        evaluation_metrics, per_class_f1, per_class_table)
 from aegir.eval.gates import evaluate_gates, gate_metrics
-from aegir.eval.classification import confusion_figure  # noqa: E402  (the labelled figure; issue 16)
+from aegir.eval.classification import confusion_figure  # the labelled figure (a line of its own: issue 16)
 from aegir.loops.lm import auxiliary_loss, chunk_metrics, parameter_groups, pool_stage_stats, warmup_cosine
 from aegir.loops.record_batches import RecordBatches, record_loader
 from aegir.models.features import backbone_hidden, move_cls_to_end, pad_batch, pool, pooled_width
