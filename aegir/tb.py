@@ -47,10 +47,16 @@ def _when(run: RunRecord) -> str:
 def run_names(roots: Sequence[Path]) -> dict[Path, str]:
     """tb/ directory -> readable, unique TensorBoard run name, for every run (and stage, and seed aggregate)."""
     runs = find_runs(roots)
+    # configurations are labelled among the runs launched together (one multirun, one directory of runs), as the
+    # multirun's seed aggregate labels them; two launches of one name are told apart by when they started
+    launches: dict[Path, list[RunRecord]] = {}
+    for run in runs:
+        launches.setdefault(run.path.parent, []).append(run)
     labels: dict[Path, str] = {}
-    for group in group_runs(runs):
-        for run in group.runs:
-            labels[run.path] = group.label
+    for launched in launches.values():
+        for group in group_runs(launched):
+            for run in group.runs:
+                labels[run.path] = group.label
     names: dict[Path, str] = {}
     for run in runs:
         trial = run.trial
