@@ -2,15 +2,15 @@
 scalar to history.jsonl (docs/run_directory.md), `StepAxisTensorBoardLogger` writes tb/.
 
 Lightning logs a training step's metrics at its count of batches stepped *before* the step (24 for the 25th
-optimizer step), and validation there too, and adds an `epoch` scalar. Both loggers here log at
-`trainer.global_step` instead -- the optimizer steps done, the step of the sample files and of the sweep's reports
-to Optuna -- once `aegir.observe.callbacks.StepAxis` has given them the trainer, and drop `epoch`.
+optimizer step), and validation there too, and adds an `epoch` scalar. `aegir.observe.callbacks.StepAxis` logs a
+`step` value that Lightning then uses as the step (the optimizer steps done, the step of the sample files and of
+the sweep's reports to Optuna); both loggers here drop `epoch` and never write `step` as a metric.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers.logger import Logger
@@ -18,16 +18,14 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from aegir.rundir import HistoryWriter
 
-DROPPED = ("epoch",)
+DROPPED = ("epoch", "step")
 
 
 class StepAxisMixin:
-    """`step_source` (set by the StepAxis callback) gives the step every metric is logged at."""
-
-    step_source: Callable[[], int] | None = None
+    """The step a metric is logged at: the one Lightning passes (StepAxis's `step` value, or an explicit step)."""
 
     def axis_step(self, step: int | None) -> int:
-        return int(self.step_source()) if self.step_source is not None else int(step or 0)
+        return int(step or 0)
 
 
 class HistoryLogger(StepAxisMixin, Logger):
@@ -68,7 +66,6 @@ class HistoryLogger(StepAxisMixin, Logger):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_writer"] = None
-        state.pop("step_source", None)
         return state
 
 
@@ -80,8 +77,3 @@ class StepAxisTensorBoardLogger(StepAxisMixin, TensorBoardLogger):
         metrics = {k: v for k, v in metrics.items() if k not in DROPPED}
         if metrics:
             super().log_metrics(metrics, self.axis_step(step))
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        state.pop("step_source", None)
-        return state
