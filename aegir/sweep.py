@@ -35,7 +35,6 @@ from aegir.config import validate
 from aegir.errors import GateFailedError, InputError
 from aegir.exit_status import FINISHED, INPUT_ERROR, exit_status
 from aegir.main import run
-from aegir.observe.callbacks import axis_step
 from aegir.run.compose import compose_config
 
 log = logging.getLogger("aegir")
@@ -192,8 +191,8 @@ def suggest(trial: Any, params: Mapping[str, Mapping[str, Any]]) -> dict[str, An
 
 
 class PruningCallback(Callback):
-    """Report the objective metric to the trial at every validation, at the run's step axis (the optimizer steps
-    done, as in TensorBoard, history.jsonl and the sample files) and raise TrialPruned when the pruner says so."""
+    """Report the objective metric to the trial at every validation, at `trainer.global_step` (the optimizer steps
+    done, as in the sample file names); raise TrialPruned when the pruner says so."""
 
     def __init__(self, trial: Any, metric: str) -> None:
         self.trial, self.metric = trial, metric
@@ -204,7 +203,7 @@ class PruningCallback(Callback):
         value = trainer.callback_metrics.get(self.metric)
         if value is None or trainer.sanity_checking:
             return
-        step = axis_step(trainer)  # the step of this validation in TensorBoard and history.jsonl
+        step = int(trainer.global_step)
         self.trial.report(float(value), step)
         if self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned at step {step}: {self.metric}={float(value):.4g}")

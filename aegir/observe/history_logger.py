@@ -1,10 +1,6 @@
-"""The run's Lightning loggers, both on one step axis (docs/metrics.md, Steps): `HistoryLogger` appends every logged
-scalar to history.jsonl (docs/run_directory.md), `StepAxisTensorBoardLogger` writes tb/.
-
-Lightning logs a training step's metrics at its count of batches stepped *before* the step (24 for the 25th
-optimizer step), and validation there too, and adds an `epoch` scalar. `aegir.observe.callbacks.StepAxis` logs a
-`step` value that Lightning then uses as the step (the optimizer steps done, the step of the sample files and of
-the sweep's reports to Optuna); both loggers here drop `epoch` and never write `step` as a metric.
+"""The run's Lightning loggers: `HistoryLogger` appends every logged scalar to history.jsonl
+(docs/run_directory.md), `StepAxisTensorBoardLogger` writes tb/. Both log at the step Lightning passes
+(docs/metrics.md, Steps) and drop Lightning's `epoch` scalar (always 0 here: the training iterable is endless).
 """
 
 from __future__ import annotations
@@ -18,11 +14,11 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from aegir.rundir import HistoryWriter
 
-DROPPED = ("epoch", "step")
+DROPPED = ("epoch",)
 
 
 class StepAxisMixin:
-    """The step a metric is logged at: the one Lightning passes (StepAxis's `step` value, or an explicit step)."""
+    """The step a metric is logged at: the one Lightning (or an explicit caller) passes."""
 
     def axis_step(self, step: int | None) -> int:
         return int(step or 0)
@@ -70,7 +66,7 @@ class HistoryLogger(StepAxisMixin, Logger):
 
 
 class StepAxisTensorBoardLogger(StepAxisMixin, TensorBoardLogger):
-    """Lightning's TensorBoard logger on the run's step axis, without `epoch`."""
+    """Lightning's TensorBoard logger without the `epoch` scalar."""
 
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:

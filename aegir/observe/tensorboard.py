@@ -1,9 +1,6 @@
-"""TensorBoard as its users expect it: one step axis, no clutter, and an HParams record per run.
+"""TensorBoard as its users expect it: no clutter, and an HParams record per run.
 
-* One step axis: every scalar of a run is logged at `trainer.global_step`, the number of optimizer steps done
-  (`aegir.observe.history_logger`: `StepAxisTensorBoardLogger`, and `HistoryLogger` for history.jsonl), the step that names the sample files
-  (`samples/eval_step<step>.jsonl`) and that the sweep reports to Optuna. Lightning's own logging step lags it by
-  one and adds an `epoch` scalar; neither reaches TensorBoard or history.jsonl.
+* No `epoch` scalar (aegir.observe.history_logger); steps as docs/metrics.md (Steps) says.
 * HParams: each run's session lives in the sub-run `tb/final/`: the session start (the hyperparameters that
   matter -- identity, the swept parameters, the command-line overrides -- and a `group_name` shared by the seeds of
   one configuration) is written when training starts, the end status (success, or failure for a pruned or failed

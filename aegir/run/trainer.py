@@ -20,7 +20,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
     # these import Lightning (see the docstring)
-    from aegir.observe.callbacks import ParamSyncCheck, StepAxis, ThreadsPerProcess, log_friendly_progress_bar
+    from aegir.observe.callbacks import ParamSyncCheck, ThreadsPerProcess, log_friendly_progress_bar
     from aegir.observe.history_logger import HistoryLogger, StepAxisTensorBoardLogger
 
     ckpt = cfg.callbacks.checkpoint
@@ -37,7 +37,6 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
     if show_bar:
         callbacks.append(RichProgressBar() if cfg.callbacks.progress_bar == "rich" else log_friendly_progress_bar())
     callbacks.append(ParamSyncCheck())
-    callbacks.append(StepAxis())  # every logger at trainer.global_step (aegir/observe/history_logger.py)
     callbacks.extend(extra_callbacks)
     if cfg.trainer.num_threads:
         callbacks.append(ThreadsPerProcess(int(cfg.trainer.num_threads)))

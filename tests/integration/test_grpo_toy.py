@@ -131,7 +131,7 @@ def test_every_knob_runs_end_to_end(compose, tmp_path: Path, knobs: list[str]) -
     summary = read_json(run_dir / "summary.json")
     assert summary["status"] == "finished" and "eval/reward" in summary["metrics"]
     if "algo.num_iterations=2" in knobs:  # two optimizer steps per generation batch; the log axis counts batches
-        assert [s for s, _ in history["grpo/reward/mean"]] == [1, 2] and summary["steps"] == 4
+        assert [s for s, _ in history["grpo/reward/mean"]] == [0, 1] and summary["steps"] == 4
     if "algo.collapse.stop=true" in knobs:  # every reward std is under 10: fires at the 2nd step and stops
         assert history["grpo/collapse"][1][1] == 1.0 and summary["steps"] == 2
     if "algo.top_entropy_quantile=0.2" in knobs:  # ~20% of the tokens carry the policy gradient (more on ties)

@@ -44,7 +44,7 @@ def test_run_directory_contract(compose, tmp_path: Path) -> None:
     assert summary["gates"]["bpb_below_8"]["passed"] and summary["gates_passed"]
 
     history = read_history(paths.history)
-    assert [s for s, _ in history["val/bpb"]] == [4, 8, 12]  # every 4 optimizer steps, at the steps done
+    assert [s for s, _ in history["val/bpb"]] == [3, 7, 11]  # every 4 optimizer steps (0-based step index)
     assert len(history["train/loss"]) == 6 and "perf/bytes_per_s" in history
     assert history["gate/bpb_below_8"][-1][1] == 1.0
     # best.ckpt is the checkpoint with the lowest val/bpb, and the summary scores exactly it
