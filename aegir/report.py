@@ -1,8 +1,11 @@
 """`python -m aegir.report PATH... [--format md|csv] [--diff RUN_A RUN_B]`: tables over run and sweep directories.
 
-For every run below the given paths: a leaderboard (the config keys that differ between the runs, the objective
-and final metrics with their 95% CI, gate verdicts, status, provenance hashes), the seed aggregation per
-configuration, and the comparison per corpus arm. `--diff A B` prints the resolved-config keys that differ between
+Runs below the given paths are split into blocks of one task and one objective metric: numbers are compared and
+averaged only inside a block. Per block: a leaderboard (the swept parameters / overrides that set the runs apart,
+the objective -- for a pruned or failed run the last value it reported -- and final metrics with their 95% CI,
+gate verdicts, status, provenance hashes), the comparison per corpus arm and the seed aggregation per
+configuration (seed replicates only: different configurations, or one configuration found by two studies, are
+never averaged together). `--diff A B` prints the resolved-config keys that differ between
 two runs. It reads only the run directory contract, so failed and still-running runs appear with their status.
 """
 
@@ -19,7 +22,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from aegir.eval.stats import mean_ci
-from aegir.observe.aggregate import RunRecord, differing_keys, find_runs, flatten, group_runs, markdown_report
+from aegir.observe.aggregate import (Group, RunRecord, block_title, find_runs, flatten, group_runs, is_companion,
+                                     markdown_report, parameter_columns, short_key, split_blocks, value_of)
 
 INPUT_ERROR = 2
 
@@ -61,12 +65,17 @@ def _provenance(run: RunRecord) -> str:
     return "; ".join(hashes)
 
 
-def leaderboard_rows(runs: Sequence[RunRecord], metrics: Sequence[str] | None = None) -> tuple[list[str], list[list[str]]]:
-    varying = differing_keys(runs) if len(runs) > 1 else []
-    varying = [k for k in varying if not k.startswith(("stages", "gates"))][:8]
-    finished_metrics = sorted({m for r in runs for m in (r.summary or {}).get("metrics", {})})
+def leaderboard_rows(runs: Sequence[RunRecord], metrics: Sequence[str] | None = None
+                     ) -> tuple[list[str], list[list[str]]]:
+    """One (task, objective) block's runs ranked by objective: the parameters that set them apart (a sweep's
+    swept parameters, the overrides that differ), seed, objective (for a run that did not finish: the last value it
+    reported, with its step), the final metrics with their 95% CI, gates, status and provenance."""
+    columns = parameter_columns(runs) if len(runs) > 1 else []
+    finished_metrics = sorted({m for r in runs for m, v in ((r.summary or {}).get("metrics") or {}).items()
+                               if not is_companion(m)})
     shown = list(metrics) if metrics else finished_metrics[:6]
-    header = ["rank", "status", "run", *varying, "seed", "objective", *shown, "gates", "provenance"]
+    header = ["rank", "status", "run", *(short_key(k, columns) for k in columns), "seed", "objective", *shown,
+              "gates", "provenance"]
 
     def sort_key(run: RunRecord) -> tuple[int, float]:
         _, mode, value = _objective(run)
@@ -76,7 +85,6 @@ def leaderboard_rows(runs: Sequence[RunRecord], metrics: Sequence[str] | None = 
 
     rows = []
     for rank, run in enumerate(sorted(runs, key=sort_key), 1):
-        flat = flatten(run.config)
         metric, _, value = _objective(run)
         stats = (run.summary or {}).get("metric_stats") or {}
         cells = []
@@ -86,24 +94,38 @@ def leaderboard_rows(runs: Sequence[RunRecord], metrics: Sequence[str] | None = 
             ci = f" ± {stat['ci95']:.4f}" if stat and isinstance(stat.get("ci95"), (int, float)) and \
                 math.isfinite(stat["ci95"]) else ""
             cells.append(_fmt(val) + ci if val is not None else "—")
-        rows.append([str(rank), run.status, run.path.name, *(_cfg(flat.get(k)) for k in varying), _cfg(run.seed),
-                     f"{metric}={_fmt(value)}" if metric else "—", *cells, _gates(run), _provenance(run)])
+        rows.append([str(rank), run.status, run.path.name, *(value_of(run, k) for k in columns), _cfg(run.seed),
+                     _objective_cell(run), *cells, _gates(run), _provenance(run)])
     return header, rows
 
 
+def _objective_cell(run: RunRecord) -> str:
+    """`metric=value`; a run without a final value shows the last value it reported (pruned, failed, running)."""
+    metric, _, value = _objective(run)
+    if value is not None and metric:
+        return f"{metric}={_fmt(value)}"
+    metric = run.objective_metric
+    last = run.last_reported(metric) if metric != "—" else None
+    return f"{metric}={_fmt(last[1])} (last reported, step {last[0]})" if last else "—"
+
+
 def arm_rows(runs: Sequence[RunRecord]) -> tuple[list[str], list[list[str]]]:
-    """Objective per corpus arm: mean ± 95% CI over the finished runs of that arm."""
-    by_arm: dict[str, list[RunRecord]] = defaultdict(list)
-    for run in runs:
-        by_arm[str(run.metadata.get("arm", "—"))].append(run)
-    header = ["arm", "runs", "finished", "objective", "mean ± 95% CI"]
+    """Objective per corpus arm over one (task, objective) block: mean ± 95% CI over the finished seed replicates
+    of one configuration. An arm run in several configurations gets one row per configuration, never one mean
+    over different configurations."""
+    groups = group_runs(runs)
+    by_arm: dict[str, list[Group]] = defaultdict(list)
+    for group in groups:
+        by_arm[str(group.runs[0].metadata.get("arm", "—"))].append(group)
+    several = any(len(g) > 1 for g in by_arm.values())
+    header = ["arm", *(["configuration"] if several else []), "runs", "finished", "objective", "mean ± 95% CI"]
     rows = []
-    for arm, members in sorted(by_arm.items()):
-        values = [v for r in members if r.status == "finished" for _, _, v in [_objective(r)] if v is not None]
-        metric = next((m for r in members for m, _, _ in [_objective(r)] if m), "—")
-        stat = mean_ci(values)
-        rows.append([arm, str(len(members)), str(len(values)), metric,
-                     f"{_fmt(stat.mean)} ± {_fmt(stat.ci95)}" if values else "—"])
+    for arm, arm_groups in sorted(by_arm.items()):
+        for group in arm_groups:
+            values = [v for r in group.finished for _, _, v in [_objective(r)] if v is not None]
+            stat = mean_ci(values)
+            rows.append([arm, *([group.label] if several else []), str(len(group.runs)), str(len(values)),
+                         group.metric, f"{_fmt(stat.mean)} ± {_fmt(stat.ci95)}" if values else "—"])
     return header, rows
 
 
@@ -165,18 +187,37 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return INPUT_ERROR
     metrics = [m for m in args.metrics.split(",") if m]
-    leaderboard = leaderboard_rows(runs, metrics)
-    arms = arm_rows(runs)
+    blocks = split_blocks(runs)
     if args.format == "csv":
-        print(_csv_table(*leaderboard), end="")
+        print(_csv_table(*csv_leaderboard(blocks, metrics)), end="")
         return 0
-    print(f"# Aegir report: {len(runs)} runs\n\n## Leaderboard\n")
-    print(_markdown_table(*leaderboard))
-    print("## By arm\n")
-    print(_markdown_table(*arms))
-    print(markdown_report(group_runs(runs)).replace("# Seed aggregate", "## Seed aggregate", 1))
+    print(f"# Aegir report: {len(runs)} runs\n")
+    print("Runs are compared only within one block of the same task and objective metric.\n")
+    for (task, metric), block in blocks.items():
+        print(f"## {block_title(task, metric, block[0].objective_mode)}: {len(block)} runs\n")
+        print("### Leaderboard\n")
+        print(_markdown_table(*leaderboard_rows(block, metrics)))
+        print("### By arm\n")
+        print(_markdown_table(*arm_rows(block)))
+        print(markdown_report(group_runs(block), level=3, block_headings=False))
     return 0
 
+
+def csv_leaderboard(blocks: dict[tuple[str, str], list[RunRecord]], metrics: Sequence[str]
+                    ) -> tuple[list[str], list[list[str]]]:
+    """Every block's leaderboard in one table: rank within the block, with task and objective-metric columns."""
+    tables = [(task, metric, *leaderboard_rows(block, metrics)) for (task, metric), block in blocks.items()]
+    header: list[str] = []
+    for _, _, block_header, _ in tables:
+        header += [h for h in block_header if h not in header]
+    header = header[:3] + ["task", "objective_metric"] + header[3:]
+    rows = []
+    for task, metric, block_header, block_rows in tables:
+        for row in block_rows:
+            cells = dict(zip(block_header, row))
+            cells.update(task=task, objective_metric=metric)
+            rows.append([cells.get(h, "") for h in header])
+    return header, rows
 
 if __name__ == "__main__":
     sys.exit(main())

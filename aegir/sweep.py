@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import logging
 import math
+import shlex
 import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -179,7 +181,9 @@ def make_storage(spec: SweepSpec) -> Any:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         return JournalStorage(JournalFileBackend(storage[len("journal:"):]))
-    return optuna.storages.RDBStorage(storage, heartbeat_interval=60, grace_period=180)
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; the warning opened every sweep
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(storage, heartbeat_interval=60, grace_period=180)
 
 
 def make_sampler(spec: SweepSpec) -> Any:
@@ -227,7 +231,8 @@ def suggest(trial: Any, params: Mapping[str, Mapping[str, Any]]) -> dict[str, An
 
 
 class PruningCallback(Callback):
-    """Report the objective metric to the trial at every validation; raise TrialPruned when the pruner says so."""
+    """Report the objective metric to the trial at every validation, at `trainer.global_step` (the optimizer steps
+    done, as in the sample file names); raise TrialPruned when the pruner says so."""
 
     def __init__(self, trial: Any, metric: str) -> None:
         self.trial, self.metric = trial, metric
@@ -275,6 +280,7 @@ def run_sweep(spec: SweepSpec) -> Any:
     scored_stage = preflight(spec)
     study = optuna.create_study(study_name=spec.study_name, storage=make_storage(spec), sampler=make_sampler(spec),
                                 pruner=make_pruner(spec), direction=spec.direction, load_if_exists=True)
+    describe_study(study, spec)
     finished_states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                        optuna.trial.TrialState.FAIL)
 
@@ -286,8 +292,12 @@ def run_sweep(spec: SweepSpec) -> Any:
         trial.set_user_attr("run_dir", str(run_dir))
         metadata = {"trial": {"study": spec.study_name, "number": trial.number, "params": values,
                               "spec": str(spec.path)}}
-        value = run(cfg, overrides, run_dir=run_dir, callbacks=[PruningCallback(trial, spec.metric)],
-                    extra_metadata=metadata)
+        try:
+            value = run(cfg, overrides, run_dir=run_dir, callbacks=[PruningCallback(trial, spec.metric)],
+                        extra_metadata=metadata)
+        except optuna.TrialPruned as pruned:  # a finished run says where it is; a pruned trial does too
+            print(f"trial {trial.number} {pruned}; run directory: {run_dir}", flush=True)
+            raise
         if not math.isfinite(value):
             raise RuntimeError(f"objective {spec.metric} is not finite ({value})")
         return value
@@ -299,6 +309,23 @@ def run_sweep(spec: SweepSpec) -> Any:
         study.optimize(objective, n_trials=remaining,
                        catch=(RuntimeError, ValueError, OSError, ArithmeticError, GateFailedError))
     return study
+
+
+def describe_study(study: Any, spec: SweepSpec) -> None:
+    """What optuna-dashboard shows about the study: the objective's name on its axis (not "Objective 0"), and as
+    user attributes the spec, the objective, the command that runs (or resumes) it and where its runs are."""
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([spec.metric])
+    command = ["python", "-m", "aegir.sweep", str(spec.path), *spec.extra_overrides]
+    attrs = {"spec": str(spec.path), "objective": f"{spec.direction} {spec.metric}",
+             "command": shlex.join(command), "output_dir": str(spec.output_dir),
+             "params": ", ".join(spec.params), "base": " ".join(spec.base)}
+    for key, value in attrs.items():
+        if study.user_attrs.get(key) != value:
+            study.set_user_attr(key, value)
 
 
 def summarize(study: Any) -> str:
@@ -331,7 +358,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"study directory: {spec.output_dir}")
     print(f"optuna-dashboard sqlite:///{(spec.output_dir / 'study.db').resolve()}" if spec.storage is None
           else f"optuna-dashboard {spec.storage}")
-    print(f"tensorboard --logdir {spec.output_dir / 'trials'}")
+    print(f"python -m aegir.tb {spec.output_dir}   (TensorBoard, trials named by number and parameters; or: "
+          f"tensorboard --logdir {spec.output_dir / 'trials'})")
     return FINISHED
 
 

@@ -137,6 +137,67 @@ def confusion_image(cm: Tensor, cell: int = 4) -> Tensor:
     return rgb.permute(2, 0, 1).float().contiguous()
 
 
+def most_confused(cm: Tensor, k: int) -> list[int]:
+    """The k classes with the most off-diagonal mass (true as one class, predicted as another, or the reverse),
+    in class order; every class when there are at most k."""
+    n = cm.shape[0]
+    if n <= k:
+        return list(range(n))
+    off = cm.double().clone()
+    off.fill_diagonal_(0)
+    mass = off.sum(dim=0) + off.sum(dim=1)
+    order = sorted(range(n), key=lambda i: (-float(mass[i]), i))[:k]
+    return sorted(order)
+
+
+def confusion_figure(cm: Tensor, labels: Sequence[str], top_k: int = 15, cell: int = 30) -> Tensor:
+    """A labelled confusion matrix for TensorBoard's add_image ([3, H, W] floats in [0, 1]): the `top_k` most
+    confused classes (all when there are fewer), rows = true label, columns = predicted label, each cell shaded by
+    its share of the true label's whole row and showing its count, with the labels written out. Drawn with Pillow
+    (TensorBoard's own dependency)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    chosen = most_confused(cm, top_k)
+    counts = cm.long()
+    support = counts.sum(dim=1)
+    try:
+        font = ImageFont.load_default(size=12)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        font = ImageFont.load_default()
+    names = [str(labels[i]) if i < len(labels) else str(i) for i in chosen]
+    names = [n if len(n) <= 32 else n[:31] + "…" for n in names]
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    text_w = max([int(probe.textlength(n, font=font)) for n in names] + [40]) + 10
+    k = len(chosen)
+    title = (f"confusion: rows = true, columns = predicted (row share); top {k} of {cm.shape[0]} classes by "
+             f"confusion" if k < cm.shape[0] else "confusion: rows = true, columns = predicted (row share)")
+    title_h = 24
+    width = max(text_w + k * cell + 10, int(probe.textlength(title, font=font)) + 20)
+    height = title_h + text_w + k * cell + 10
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((8, 5), title, fill="black", font=font)
+    top, left = title_h + text_w, text_w
+    for col, name in enumerate(names):  # column labels, rotated to read bottom-up
+        strip = Image.new("RGB", (text_w, cell), "white")
+        ImageDraw.Draw(strip).text((4, cell // 2 - 7), name, fill="black", font=font)
+        strip = strip.rotate(90, expand=True)
+        image.paste(strip, (left + col * cell, title_h))
+    for row, (i, name) in enumerate(zip(chosen, names)):
+        draw.text((4, top + row * cell + cell // 2 - 7), name, fill="black", font=font)
+        for col, j in enumerate(chosen):
+            n = int(counts[i, j])
+            share = n / int(support[i]) if int(support[i]) else 0.0
+            shade = tuple(int(255 + share * (c - 255)) for c in (8, 48, 107))
+            box = (left + col * cell, top + row * cell, left + (col + 1) * cell - 1, top + (row + 1) * cell - 1)
+            draw.rectangle(box, fill=shade if int(support[i]) else (230, 230, 230), outline=(200, 200, 200))
+            if n:
+                draw.text((box[0] + 3, box[1] + cell // 2 - 7), str(n), font=font,
+                          fill="white" if share > 0.5 else "black")
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    return torch.from_numpy(array).permute(2, 0, 1).contiguous()
+
+
 def per_class_table(scores: dict[str, float], support: dict[str, int], predicted: dict[str, int]) -> str:
     """Markdown table of per-label F1 with its support and prediction count (TensorBoard text, worst first)."""
     lines = ["| label | F1 | support | predicted |", "|---|---|---|---|"]

@@ -29,6 +29,7 @@ from aegir.config.schema import ClassifyAlgoConfig
 from aegir.eval.classification import (bootstrap_f1, class_weights, confusion_image, confusion_matrix,
                                        evaluation_metrics, per_class_f1, per_class_table)
 from aegir.eval.gates import evaluate_gates, gate_metrics
+from aegir.eval.classification import confusion_figure  # the labelled figure (a line of its own: issue 16)
 from aegir.loops.lm import auxiliary_loss, chunk_metrics, parameter_groups, pool_stage_stats, warmup_cosine
 from aegir.loops.record_batches import RecordBatches, record_loader
 from aegir.models.features import backbone_hidden, move_cls_to_end, pad_batch, pool, pooled_width
@@ -219,7 +220,7 @@ class ColumnClassifierModule(L.LightningModule):
         if not writers:
             return
         step = int(self.global_step)
-        image = confusion_image(confusion_matrix(preds, targets, len(self.labels)))
+        image = confusion_figure(confusion_matrix(preds, targets, len(self.labels)), self.labels)  # labelled, top-k
         scores = per_class_f1(preds, targets, self.labels)
         support = {self.labels[i]: int(n) for i, n in enumerate(torch.bincount(targets, minlength=len(self.labels)))
                    if n}

@@ -30,6 +30,7 @@ from aegir.loops.lm import adamw_with_schedule, keep_trainable_weights_only
 from aegir.rl.advantages import compute_advantages, zero_std_groups
 from aegir.models.policy import Policy
 from aegir.rl.losses import high_entropy_threshold, mask_truncated, policy_loss, soft_overlong_penalty
+from aegir.observe.tensorboard import log_samples_table
 from aegir.rl.rewards import RewardBatch, RewardComposer, RewardSpec, gated_components, write_error_samples
 from aegir.rl.rollout import RolloutBatch
 from aegir.rl.task_sampler import MTGRPOSampler, TaskSampler, build_task_sampler
@@ -491,6 +492,7 @@ class GRPOModule(L.LightningModule):
         with open(path, "w", encoding="utf-8") as fh:
             for row in rows:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        log_samples_table(self.loggers, rows, int(self.global_step))  # TensorBoard's text tab, per eval
 
     def on_validation_epoch_start(self) -> None:
         self._eval_rows = []

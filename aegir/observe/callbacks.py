@@ -31,3 +31,20 @@ class ParamSyncCheck(Callback):
         drift = float((gathered - gathered[0:1]).abs().max())
         for logger in trainer.loggers:
             logger.log_metrics({"ddp/param_max_abs_diff": drift}, step=trainer.global_step)
+
+
+def log_friendly_progress_bar() -> Callback:
+    """Lightning's tqdm bar, without the nested validation bar when the output is not a terminal: tqdm moves the
+    cursor up (`ESC[A`) to redraw a nested bar, which a log file (run.log, CI, `| tee`) keeps as junk."""
+    import sys
+
+    from lightning.pytorch.callbacks import TQDMProgressBar
+    from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+
+    class LogFriendlyProgressBar(TQDMProgressBar):
+        def init_validation_tqdm(self) -> Tqdm:
+            if sys.stdout.isatty():
+                return super().init_validation_tqdm()
+            return Tqdm(disable=True)
+
+    return LogFriendlyProgressBar()

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 from aegir.errors import InputError
 from aegir.run.checkpoints import check_resumable
 from aegir.run.directory import is_rank_zero, mark_ended, now, run_metadata
-from aegir.run.summary import StageResult, finalize_stage
+from aegir.run.summary import StageResult, end_hparams_session, finalize_stage, start_hparams_session
 from aegir.run.trainer import build_trainer, log_config_text, single_log_stream
 from aegir.rundir import RunPaths, read_json, write_json_atomic
 
@@ -64,6 +64,7 @@ def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (
         trainer = build_trainer(cfg, paths, module, extra_callbacks=callbacks)
         if is_rank_zero() and trainer.loggers:
             log_config_text(trainer, cfg)
+            start_hparams_session(cfg, paths, overrides, extra_metadata)
         trainer.fit(module, ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
         if trainer.global_rank != 0:
             return StageResult(paths, math.nan)
@@ -72,6 +73,7 @@ def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (
         if is_rank_zero() and paths.metadata.exists():
             status = "pruned" if type(err).__name__ == "TrialPruned" else "failed"  # optuna's pruning signal
             mark_ended(paths, status, reason=f"{type(err).__name__}: {err}".strip())
+            end_hparams_session(paths, status)
         raise
     mark_ended(paths, "finished", duration_s=round(time.time() - started, 3))
     return StageResult(paths, summary["objective"]["value"], summary)

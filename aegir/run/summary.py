@@ -8,14 +8,14 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
 from aegir.errors import GateFailedError
 from aegir.eval.gates import evaluate_gates, gate_metrics
-from aegir.observe.tensorboard import replicate_group, write_hparams
+from aegir.observe.tensorboard import FINAL_RUN, end_session, key_hparams, replicate_group, start_session
 from aegir.run.directory import is_rank_zero
 from aegir.rundir import HistoryWriter, RunPaths, read_history, write_json_atomic
 
@@ -53,11 +53,10 @@ def finalize_stage(cfg: DictConfig, paths: RunPaths, module: Any, step: int, sta
         metrics["perf/bytes_per_s"] = float(sum(values) / len(values))
     verdicts = evaluate_gates(cfg.gates, metrics)
     gate_values = gate_metrics(verdicts)
-    if gate_values:
+    if gate_values:  # history.jsonl only: in TensorBoard one point per gate would be a chart each (issue 16)
         writer = HistoryWriter(paths.history)
         writer.write(step, gate_values)
         writer.close()
-        _log_tensorboard(paths, gate_values, step)
     objective_value = metrics.get(cfg.objective.metric, math.nan)
     summary = {
         "status": "finished",
@@ -80,20 +79,27 @@ def finalize_stage(cfg: DictConfig, paths: RunPaths, module: Any, step: int, sta
     if getattr(module, "reward_errors", None) is not None:  # GRPO: {"count", "first"} reward errors (issue 19)
         summary["reward_errors"] = dict(module.reward_errors)
     write_json_atomic(paths.summary, summary)
-    if paths.tb.is_dir():
-        config = OmegaConf.to_container(cfg, resolve=True)
-        write_hparams(paths.tb, config, metrics, replicate_group(config))  # type: ignore[arg-type]
+    end_hparams_session(paths, "finished", metrics, step, cfg.objective.metric)
     return summary
 
 
-def _log_tensorboard(paths: RunPaths, scalars: dict[str, float], step: int) -> None:
+def start_hparams_session(cfg: DictConfig, paths: RunPaths, overrides: Sequence[str],
+                          extra_metadata: dict[str, Any] | None) -> None:
+    """The run's HParams row, written when training starts (aegir/observe/tensorboard.py): the hyperparameters
+    that matter -- identity, swept parameters, overrides -- grouped with the other seeds of its configuration."""
     if not paths.tb.is_dir():
         return
-    from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when there is an event file
+    config = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(config, dict)
+    swept = ((extra_metadata or {}).get("trial") or {}).get("params")
+    start_session(paths.tb, key_hparams(config, overrides, swept), replicate_group(config))
 
-    with SummaryWriter(log_dir=str(paths.tb)) as writer:
-        for name, value in scalars.items():
-            writer.add_scalar(name, value, step)
+
+def end_hparams_session(paths: RunPaths, status: str, metrics: dict[str, float] | None = None, step: int = 0,
+                        objective: str | None = None) -> None:
+    """The end status of the run's HParams row and, when it finished, its final headline metrics."""
+    if (paths.tb / FINAL_RUN).is_dir():
+        end_session(paths.tb, status, metrics, step, objective)
 
 
 def report(result: StageResult) -> None:
@@ -101,9 +107,13 @@ def report(result: StageResult) -> None:
     if not is_rank_zero():
         return
     lines = [f"run directory: {result.paths.root}"]
+    # The final metrics are the best checkpoint's scores on the split that selected it (validation / eval set):
+    # say so, rather than "final", which reads like the last step's value on held-out data.
+    scored = "best.ckpt" if result.summary.get("checkpoints", {}).get("best") else "final weights"
     for name, stats in result.summary.get("metric_stats", {}).items():
         label = name if "/" in name else ("eval/reward" if name == "all" else f"eval/{name}/reward")
-        lines.append(f"final {label}: {stats['mean']:.4f} ± {stats['ci95']:.4f} (95% CI, n={stats['n']})")
+        lines.append(f"{label} of {scored} (on the split that selected it): {stats['mean']:.4f} ± "
+                     f"{stats['ci95']:.4f} (95% CI, n={stats['n']})")
     objective = result.summary.get("objective", {})
     lines.append(f"objective {objective.get('metric')}: {objective.get('value')}")
     for name, verdict in result.summary.get("gates", {}).items():

@@ -17,11 +17,11 @@ from aegir.rundir import TB_DIR, RunPaths
 def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks: Sequence[Any] = ()) -> Any:
     """A `lightning.Trainer` writing checkpoints, history and TensorBoard events into `paths`."""
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar, TQDMProgressBar
-    from lightning.pytorch.loggers import TensorBoardLogger
+    from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
-    from aegir.observe.callbacks import ParamSyncCheck, ThreadsPerProcess  # import Lightning (see the docstring)
-    from aegir.observe.history_logger import HistoryLogger
+    # these import Lightning (see the docstring)
+    from aegir.observe.callbacks import ParamSyncCheck, ThreadsPerProcess, log_friendly_progress_bar
+    from aegir.observe.history_logger import HistoryLogger, StepAxisTensorBoardLogger
     from aegir.run.checkpoints import atomic_checkpoint_io
 
     ckpt = cfg.callbacks.checkpoint
@@ -36,7 +36,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
                                          enable_version_counter=False))
     show_bar = cfg.trainer.enable_progress_bar and cfg.callbacks.progress_bar != "none"
     if show_bar:
-        callbacks.append(RichProgressBar() if cfg.callbacks.progress_bar == "rich" else TQDMProgressBar())
+        callbacks.append(RichProgressBar() if cfg.callbacks.progress_bar == "rich" else log_friendly_progress_bar())
     callbacks.append(ParamSyncCheck())
     if cfg.callbacks.observatory.enabled:  # learning-dynamics instruments (docs/observatory.md)
         from aegir.observe.observatory_callback import ObservatoryCallback
@@ -47,8 +47,8 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
         callbacks.append(ThreadsPerProcess(int(cfg.trainer.num_threads)))
     loggers: list[Any] = [HistoryLogger(paths.history)]
     if cfg.logger.tensorboard.enabled:
-        loggers.append(TensorBoardLogger(save_dir=str(paths.root), name="", version=TB_DIR,
-                                         default_hp_metric=False))
+        loggers.append(StepAxisTensorBoardLogger(save_dir=str(paths.root), name="", version=TB_DIR,
+                                                 default_hp_metric=False))
     accumulate = cfg.trainer.accumulate_grad_batches
     return L.Trainer(
         accelerator=cfg.trainer.accelerator, devices=cfg.trainer.devices, num_nodes=cfg.trainer.num_nodes,
@@ -65,18 +65,30 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
 
 
 def log_config_text(trainer: Any, cfg: DictConfig) -> None:
-    """The composed config as a YAML text panel in TensorBoard."""
+    """The resolved config (interpolations such as `${objective.metric}` replaced by their values) as a YAML text
+    panel in TensorBoard."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
-            text = "```yaml\n" + OmegaConf.to_yaml(cfg) + "\n```"
+            text = "```yaml\n" + OmegaConf.to_yaml(cfg, resolve=True) + "\n```"
             logger.experiment.add_text("config", text, global_step=0)
 
 
+class _NoAdvertisement(logging.Filter):
+    """Lightning >= 2.5 prints a "litlogger" tip at every Trainer start: not a message about the run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage().lower()
+
+
 def single_log_stream() -> None:
-    """Under Hydra the root logger already prints (and writes run.log): drop Lightning's own console handlers so
-    each message appears once."""
+    """Under Hydra the root logger already prints (and writes run.log): drop Lightning's own console handlers (on
+    `lightning`, `lightning.pytorch` and `lightning.fabric`) so each message appears once, and its litlogger tip."""
     if logging.getLogger().handlers:
-        for name in ("lightning.pytorch", "lightning.fabric"):
+        for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
             logging.getLogger(name).handlers.clear()
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        source = logging.getLogger(name)
+        if not any(isinstance(f, _NoAdvertisement) for f in source.filters):
+            source.addFilter(_NoAdvertisement())

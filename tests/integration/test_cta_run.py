@@ -72,6 +72,8 @@ def test_short_cta_fine_tune_writes_metrics_liveness_and_gates(compose, tmp_path
     events = EventAccumulator(str(paths.tb), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
     events.Reload()
     assert "val/confusion_matrix" in events.Tags()["images"]
+    figure = events.Images("val/confusion_matrix")[-1]  # labelled cells of 30 px, not 4 px per class
+    assert figure.width >= 300 and figure.height >= 300
     for tag in ("val/macro_f1", "live/mcl_clusters", "gate/live_macro_f1", "train/loss"):
         assert tag in events.Tags()["scalars"], tag
 
