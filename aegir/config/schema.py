@@ -92,6 +92,7 @@ class PretrainDataConfig:
 @dataclass
 class PretrainTaskConfig:
     name: str
+    catalog: Optional[str]
     data: PretrainDataConfig
     seq_len: int = key(ge=1)
     batch_size: int = key(ge=1)

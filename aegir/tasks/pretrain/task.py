@@ -9,6 +9,7 @@ import torch
 
 from aegir.errors import InputError
 from aegir.rundir import sha256_bytes
+from aegir.tasks.ontology.catalog import catalog_for
 from aegir.tasks.pretrain.corpus import Corpus, build_corpus, load_user_corpus
 from aegir.tasks.pretrain.windows import validation_windows
 from aegir.tokenizer import bytes_to_tensor
@@ -28,10 +29,12 @@ def prepare_pretrain_data(task_cfg: Mapping[str, Any], arm: str, data_seed: int)
     if data_cfg["source"] == "tables":
         return _tables_data(task_cfg, data_seed)
     if data_cfg["source"] == "synthetic":
+        catalog = catalog_for(task_cfg.get("catalog"))
         corpus: Corpus = build_corpus(data_seed=data_seed, n_documents=int(data_cfg["n_documents"]), arm=arm,
-                                      val_fraction=float(data_cfg["val_fraction"]))
+                                      val_fraction=float(data_cfg["val_fraction"]), catalog=catalog)
         origin: dict[str, Any] = {"source": "synthetic", "data_seed": data_seed, "arm": arm,
-                                  "n_documents": int(data_cfg["n_documents"])}
+                                  "n_documents": int(data_cfg["n_documents"]),
+                                  "catalog": catalog.source, "catalog_sha256": catalog.sha256}
     elif data_cfg["source"] == "files":
         if not data_cfg.get("path"):
             raise InputError("config error: task.data.path: required when task.data.source=files")
