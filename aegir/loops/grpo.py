@@ -50,7 +50,7 @@ class GRPOModule(L.LightningModule):
 
     def __init__(self, policy: Policy, train_records: Sequence[Mapping[str, Any]],
                  eval_records: Sequence[Mapping[str, Any]], reward_spec: RewardSpec, algo: GRPOAlgoConfig,
-                 *, seed: int, total_steps: int, samples_dir: Path) -> None:
+                 *, seed: int, total_steps: int, samples_dir: Path, reward_context: Any = None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.lm = policy
@@ -66,6 +66,9 @@ class GRPOModule(L.LightningModule):
         self.seed, self.total_steps = seed, total_steps
         self.samples_dir = Path(samples_dir)
         self._composer: RewardComposer | None = None
+        # Optional task hook around scoring (task=ontology: the catalog watcher, aegir/tasks/ontology/reload.py):
+        # before_step(step) -> metrics, annotate(records) -> records as the verifiers see them, state_dict().
+        self.reward_context = reward_context
         self._low_std_streak = 0
         self._eval_rows: list[dict[str, Any]] = []
         self._generation_index = 0
@@ -86,6 +89,9 @@ class GRPOModule(L.LightningModule):
 
     def _decode(self, batch: RolloutBatch) -> list[str]:
         return [self.lm.decode(row[: int(n)].tolist()) for row, n in zip(batch.completion_ids, batch.lengths)]
+
+    def _reward_rows(self, rows: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+        return rows if self.reward_context is None else self.reward_context.annotate(rows)
 
     def _reward_texts(self, texts: Sequence[str]) -> list[str]:
         """What the verifiers read (HF policies: <think> blocks removed); samples keep the raw text."""
@@ -182,7 +188,7 @@ class GRPOModule(L.LightningModule):
         order (the gate multiplies every component, so their weighted sum is the gated total; NaN where R_k does
         not apply), then the overlong penalty as one more column of weight 1 (see `_component_weights`).
         """
-        scored = self.composer.score(rows, self._reward_texts(texts))
+        scored = self.composer.score(self._reward_rows(rows), self._reward_texts(texts))
         if scored.error_samples:
             write_error_samples(self.samples_dir / "errors.jsonl",
                                 [{**s, "step": int(self.global_step)} for s in scored.error_samples])
@@ -220,6 +226,8 @@ class GRPOModule(L.LightningModule):
         timings: dict[str, float] = {}
         generator = torch.Generator().manual_seed(mix_seed(self.seed + 1, self.global_rank, self.global_step))
 
+        if self.reward_context is not None:
+            self.log_dict(self.reward_context.before_step(int(self.global_step)), on_step=True, on_epoch=False)
         if self.task_sampler is not None:  # the loader's uniform draw is replaced by the weighted one
             records = self._draw_records(len(records), 0)
         started = time.perf_counter()
@@ -434,7 +442,7 @@ class GRPOModule(L.LightningModule):
         eval_temperature = self.algo.eval_temperature
         generator = torch.Generator().manual_seed(mix_seed(self.seed + 2, 0, len(records)))
         batch, rows, texts = self._rollout(records, 1, eval_temperature, generator)
-        scored = self.composer.score(rows, self._reward_texts(texts))
+        scored = self.composer.score(self._reward_rows(rows), self._reward_texts(texts))
         return [{"id": r.get("id"), "task": r.get("task", "default"), "prompt": r["prompt"], "completion": t,
                  "reward": float(scored.total[i]),
                  **{f"reward/{k}": (None if math.isnan(float(v[i])) else float(v[i]))
@@ -514,6 +522,7 @@ class GRPOModule(L.LightningModule):
         checkpoint["aegir_grpo"] = {
             "low_std_streak": self._low_std_streak,
             "task_sampler": None if self.task_sampler is None else self.task_sampler.state_dict(),
+            "reward_context": None if self.reward_context is None else self.reward_context.state_dict(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -521,6 +530,8 @@ class GRPOModule(L.LightningModule):
         self._low_std_streak = int(saved.get("low_std_streak", 0))
         if self.task_sampler is not None and saved.get("task_sampler") is not None:
             self.task_sampler.load_state_dict(saved["task_sampler"])
+        if self.reward_context is not None and saved.get("reward_context") is not None:
+            self.reward_context.load_state_dict(saved["reward_context"])
 
     def teardown(self, stage: str) -> None:
         if self._composer is not None:

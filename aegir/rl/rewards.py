@@ -75,7 +75,8 @@ _READY = "ready"
 
 # Modules whose import registers built-in rewards; imported on demand so `get_reward("toy_exact")` works without
 # the caller knowing where the verifier lives (and without an import cycle: those modules import this one).
-_BUILTIN_REWARD_MODULES: tuple[str, ...] = ("aegir.tasks.toy", "aegir.tasks.commerce.rewards")
+_BUILTIN_REWARD_MODULES: tuple[str, ...] = ("aegir.tasks.toy", "aegir.tasks.commerce.rewards",
+                                             "aegir.tasks.ontology.rewards")
 
 _REGISTRY: dict[str, RewardFn] = {}
 
@@ -134,7 +135,7 @@ def _qualified_name(fn: Callable[..., Any]) -> str:
 # Spec
 # ----------------------------------------------------------------------------------------------------------------
 
-_SPEC_KEYS = ("components", "gate", "workers", "timeout_s")
+_SPEC_KEYS = ("components", "gate", "workers", "timeout_s", "catalog_reload")
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,7 @@ class RewardSpec:
     gate: str | None = None
     workers: int = 0
     timeout_s: float = DEFAULT_TIMEOUT_S
+    catalog_reload: bool = False  # task=ontology: re-read task.catalog on a content change (aegir.tasks.ontology.reload)
 
     @property
     def evaluated_names(self) -> list[str]:
@@ -186,7 +188,11 @@ class RewardSpec:
         if (isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not math.isfinite(timeout_s)
                 or timeout_s <= 0):
             raise InputError(f"config error: {where}.timeout_s: expected a number of seconds > 0, got {timeout_s!r}")
-        return cls(components=components, gate=gate, workers=workers, timeout_s=float(timeout_s))
+        catalog_reload = cfg.get("catalog_reload", False)
+        if not isinstance(catalog_reload, bool):
+            raise InputError(f"config error: {where}.catalog_reload: expected true or false, got {catalog_reload!r}")
+        return cls(components=components, gate=gate, workers=workers, timeout_s=float(timeout_s),
+                   catalog_reload=catalog_reload)
 
 
 def _parse_weight(entry: Any, key: str) -> float:
