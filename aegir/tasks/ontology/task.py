@@ -23,8 +23,8 @@ from aegir.errors import InputError
 from aegir.tasks.ontology.catalog import Catalog, catalog_for
 from aegir.tasks.ontology.footprint import generate_footprint
 
-SYSTEM = ("Map the tables onto the catalog ontology, one statement per line: class Class < Parent = table | "
-          "prop Class.property : Datatype = table.column | prop Class.property -> Class = table.column")
+# Short on purpose (a byte-level policy reads it with every prompt); docs/ontology.md has the full grammar.
+SYSTEM = "Map the tables onto the catalog: class C < Parent = table / prop C.p : Datatype|-> Class = table.column"
 
 
 @dataclass
