@@ -30,7 +30,7 @@ from aegir.loops.lm import adamw_with_schedule, keep_trainable_weights_only
 from aegir.rl.advantages import compute_advantages, zero_std_groups
 from aegir.models.policy import Policy
 from aegir.rl.losses import high_entropy_threshold, mask_truncated, policy_loss, soft_overlong_penalty
-from aegir.rl.rewards import RewardComposer, RewardSpec, gated_components, write_error_samples
+from aegir.rl.rewards import RewardComposer, RewardSpec, gated_components, pass_rate, write_error_samples
 from aegir.rl.rollout import RolloutBatch
 from aegir.rl.task_sampler import MTGRPOSampler, TaskSampler, build_task_sampler
 from aegir.tasks.pretrain.windows import mix_seed
@@ -407,6 +407,11 @@ class GRPOModule(L.LightningModule):
             if finite.numel():
                 metrics[f"grpo/reward/{name}/mean"] = float(finite.mean())
                 metrics[f"grpo/reward/{name}/std"] = float(finite.std(unbiased=False))
+        for name, (component, bar) in self.reward_spec.pass_rates.items():
+            if component in by_name:
+                rate = pass_rate(self._gather(by_name[component].float().to(self.device)), bar)
+                if not math.isnan(rate):
+                    metrics[f"grpo/pass/{name}"] = rate
         for phase, seconds in timings.items():
             metrics[f"perf/time/{phase}"] = seconds
         if self.task_sampler is not None:
@@ -455,7 +460,7 @@ class GRPOModule(L.LightningModule):
         if self.global_step != 0:
             return
         rows = self.evaluate_all()
-        metrics = {k: v for k, v in eval_metrics(rows).items() if not k.endswith("/n")}
+        metrics = {k: v for k, v in self._eval_metrics(rows).items() if not k.endswith("/n")}
         for logger in self.loggers:
             logger.log_metrics(metrics, step=0)
         self._write_eval_samples(rows)
@@ -491,7 +496,7 @@ class GRPOModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._eval_rows:
             return
-        metrics = eval_metrics(self._eval_rows)
+        metrics = self._eval_metrics(self._eval_rows)
         self.log_dict({k: v for k, v in metrics.items() if not k.endswith("/n")}, sync_dist=True)
         self._write_eval_samples(self._eval_rows)
         self._update_task_sampler(self._eval_rows)
@@ -511,7 +516,18 @@ class GRPOModule(L.LightningModule):
     def final_metrics(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
         """Score the current weights on the fixed eval set: (metrics, per-task mean/std/n/ci95)."""
         rows = self.evaluate_all()
-        return eval_metrics(rows), eval_stats(rows)
+        return self._eval_metrics(rows), eval_stats(rows)
+
+    def _eval_metrics(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        """`eval_metrics` plus eval/pass/NAME for every configured pass rate (reward.pass_rates)."""
+        metrics = eval_metrics(rows)
+        for name, (component, bar) in self.reward_spec.pass_rates.items():
+            values = torch.tensor([math.nan if r.get(f"reward/{component}") is None else float(r[f"reward/{component}"])
+                                   for r in rows], dtype=torch.float64)
+            rate = pass_rate(values, bar)
+            if not math.isnan(rate):
+                metrics[f"eval/pass/{name}"] = rate
+        return metrics
 
     # ------------------------------------------------------------------ optimisation + state
     def configure_optimizers(self) -> dict[str, Any]:

@@ -135,7 +135,7 @@ def _qualified_name(fn: Callable[..., Any]) -> str:
 # Spec
 # ----------------------------------------------------------------------------------------------------------------
 
-_SPEC_KEYS = ("components", "gate", "workers", "timeout_s", "catalog_reload")
+_SPEC_KEYS = ("components", "gate", "workers", "timeout_s", "catalog_reload", "pass_rates")
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,9 @@ class RewardSpec:
     workers: int = 0
     timeout_s: float = DEFAULT_TIMEOUT_S
     catalog_reload: bool = False  # task=ontology: re-read task.catalog on a content change (aegir.tasks.ontology.reload)
+    # Pass-rate metrics NAME -> (component, bar): the share of rows where the component applies and is >= bar,
+    # logged as grpo/pass/NAME per step and eval/pass/NAME per eval.
+    pass_rates: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     @property
     def evaluated_names(self) -> list[str]:
@@ -191,8 +194,35 @@ class RewardSpec:
         catalog_reload = cfg.get("catalog_reload", False)
         if not isinstance(catalog_reload, bool):
             raise InputError(f"config error: {where}.catalog_reload: expected true or false, got {catalog_reload!r}")
+        pass_rates = _parse_pass_rates(cfg.get("pass_rates") or {}, [*components, *([gate] if gate else [])],
+                                       f"{where}.pass_rates")
         return cls(components=components, gate=gate, workers=workers, timeout_s=float(timeout_s),
-                   catalog_reload=catalog_reload)
+                   catalog_reload=catalog_reload, pass_rates=pass_rates)
+
+
+def _parse_pass_rates(raw: Any, evaluated: Sequence[str], where: str) -> dict[str, tuple[str, float]]:
+    """`NAME: {component: C, min: bar}` for components the composer evaluates (weighted or the gate)."""
+    if not isinstance(raw, Mapping):
+        raise InputError(f"config error: {where}: expected a mapping NAME: {{component, min}}, got {raw!r}")
+    out: dict[str, tuple[str, float]] = {}
+    for name, entry in raw.items():
+        key = f"{where}.{name}"
+        if not isinstance(entry, Mapping) or set(entry) != {"component", "min"}:
+            raise InputError(f"config error: {key}: expected {{component: NAME, min: NUMBER}}, got {entry!r}")
+        if entry["component"] not in evaluated:
+            raise InputError(f"config error: {key}.component: '{entry['component']}' is not a component or the gate "
+                             f"of this reward; evaluated: {', '.join(evaluated)}")
+        bar = entry["min"]
+        if isinstance(bar, bool) or not isinstance(bar, (int, float)) or not math.isfinite(bar):
+            raise InputError(f"config error: {key}.min: expected a finite number, got {bar!r}")
+        out[str(name)] = (str(entry["component"]), float(bar))
+    return out
+
+
+def pass_rate(values: torch.Tensor, bar: float) -> float:
+    """Share of the applicable (non-NaN) values that are >= bar; NaN when none applies."""
+    present = values[~torch.isnan(values)]
+    return float((present >= bar).double().mean()) if present.numel() else math.nan
 
 
 def _parse_weight(entry: Any, key: str) -> float:

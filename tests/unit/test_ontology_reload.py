@@ -82,11 +82,13 @@ class _EditAfter(L.Callback):
     def __init__(self, path: Path, edits: dict[int, bytes]) -> None:
         self.path, self.edits = path, edits
         self.seen: list[tuple[float, float, float]] = []
+        self.passed: list[float] = []
 
     def on_train_batch_end(self, trainer: L.Trainer, module: L.LightningModule, *args: Any) -> None:
         metrics = trainer.callback_metrics
         self.seen.append((float(metrics["grpo/reward/mean"]), float(metrics["reward/catalog_version"]),
                           float(metrics["reward/catalog_errors"])))
+        self.passed.append(float(metrics["grpo/pass/edited"]))
         step = trainer.global_step - 1
         if step in self.edits:
             self.path.write_bytes(self.edits[step])
@@ -103,7 +105,8 @@ def test_an_edit_during_grpo_changes_the_next_step_and_a_malformed_one_does_not(
                           eval_batch_size=4)
     torch.manual_seed(0)
     policy = BytePolicy(ByteLM(vocab_size=VOCAB_SIZE, d_model=32, n_layers=1, head_size=32))
-    spec = RewardSpec(components={"test_catalog_probe": 1.0}, workers=workers, timeout_s=30.0, catalog_reload=True)
+    spec = RewardSpec(components={"test_catalog_probe": 1.0}, workers=workers, timeout_s=30.0, catalog_reload=True,
+                      pass_rates={"edited": ("test_catalog_probe", 22.0)})
     module = GRPOModule(policy, records, records, spec, settings, seed=0, total_steps=4, samples_dir=tmp_path / "s",
                         reward_context=watcher)
     edit = _EditAfter(path, {0: _edited("Gadget"), 1: MALFORMED})
@@ -113,6 +116,7 @@ def test_an_edit_during_grpo_changes_the_next_step_and_a_malformed_one_does_not(
     rewards = [r for r, _, _ in edit.seen]
     assert rewards == [21.0, 22.0, 22.0, 22.0]          # the valid edit at step 1; the malformed one never
     assert [e for _, _, e in edit.seen] == [0.0, 0.0, 1.0, 1.0]
+    assert edit.passed == [0.0, 1.0, 1.0, 1.0]  # grpo/pass/NAME: the share of rows with the component >= 22
     versions = [v for _, v, _ in edit.seen]
     assert versions[0] != versions[1] == versions[2] == versions[3]
     assert len(list((tmp_path / "run" / "catalogs").glob("*.yaml"))) == 2
