@@ -17,7 +17,9 @@ Model output is hostile input, so the composer assumes any component can raise, 
 * With ``workers == 0`` components run in the training process: fastest, but there is no timeout; use it for
   trusted, cheap verifiers only.
 
-Composition (config ``{"components": {NAME: {"weight": w}}, "gate": NAME | None, "workers": n, "timeout_s": t}``)::
+Composition (config ``{"components": {NAME: {"weight": w}}, "gate": NAME | None, "workers": n, "timeout_s": t}``,
+plus the optional ``pass_rates`` (diagnostic pass-rate metrics, docs/grpo.md) and ``catalog_reload`` (task=ontology,
+docs/ontology.md))::
 
     R = G · Σ_k w_k R_k        over the components k that apply to the record (R_k is not None)
 
