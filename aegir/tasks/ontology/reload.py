@@ -43,8 +43,12 @@ class CatalogWatcher:
         self.errors = 0
         self._bad: set[str] = set()
         self._checked_step: int | None = None
-        self.catalog: Catalog = load_catalog(self.path)
-        self._copy_path = self._keep(self.catalog, self.path.read_bytes())
+        try:
+            data = self.path.read_bytes()  # read once: the copy is exactly the bytes that were validated
+        except OSError as exc:
+            raise InputError(f"{self.path}: cannot read the catalog: {exc.strerror or exc}") from None
+        self.catalog: Catalog = parse_catalog(data, str(self.path))
+        self._copy_path = self._keep(self.catalog, data)
 
     def _keep(self, catalog: Catalog, data: bytes) -> Path:
         self.copies.mkdir(parents=True, exist_ok=True)
