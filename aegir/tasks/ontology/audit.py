@@ -11,6 +11,7 @@ Ladder (severity level: corruptions; each is a pure function of the reference co
     5 unknown_term     the parent is misspelt (the gate R_A fails: 0)
       missing_column   a mapping names a column that is not in the footprint (R_A: 0)
       garbage          the text is not a composition (R_A: 0)
+      trivial          one new class and nothing else: passes R_A, but states and maps nothing (R: 0)
 
 ``audit_ladder`` scores every corruption of every record and reports Spearman's rho between the negated severity
 and the reward (1 = the reward ranks every corruption exactly by severity), the mean reward per level, and the
@@ -102,10 +103,15 @@ def garbage(comp: Composition, catalog: Catalog, fp: Footprint) -> str:
     return "The table stores reviews of products."
 
 
+def trivial(comp: Composition, catalog: Catalog, fp: Footprint) -> str:
+    """Well formed but empty: one new class, nothing mapped (the hack GRPO found first, see verifier.py)."""
+    return f"class {_first(comp).name}Thing"
+
+
 LADDER: tuple[tuple[int, str, Corruption | None], ...] = (
     (0, "reference", None), (1, "redundant", redundant), (2, "drop_mapping", drop_mapping),
     (3, "wrong_range", wrong_range), (4, "cycle", cycle), (4, "disjoint", disjoint),
-    (5, "unknown_term", unknown_term), (5, "missing_column", missing_column), (5, "garbage", garbage),
+    (5, "unknown_term", unknown_term), (5, "missing_column", missing_column), (5, "garbage", garbage), (5, "trivial", trivial),
 )
 
 

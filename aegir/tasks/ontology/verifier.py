@@ -16,7 +16,11 @@ docs/ontology.md ("Verifier"). In short:
   name is a catalog property whose catalog declarations contradict it (no declaration whose domain is a superclass
   of the statement's domain with a compatible range: the same datatype, or a range class that is the catalog's or a
   subclass of it -- narrowing is fine), or if its mapping has the wrong kind (a foreign key needs an object
-  property, a column a datatype property of the column's datatype).
+  property, a column a datatype property of the column's datatype). A complete composition states one axiom per
+  footprint item (a subclass edge per table, a property per column); R_B = surviving / (stated + missing/2) with
+  missing = max(0, items - stated), so a failing axiom costs one, an omitted one half, and a trivial composition
+  (one class, nothing mapped) does not earn the consistency half of the reward -- GRPO found exactly that hack
+  (``class <garbage>`` scored 0.5 under plain surviving/stated) in the first ontology_rlvr run.
 * **R_C parsimony**: 1 - (redundant axioms + classes with no table) / (axioms + classes). Redundant: a parent
   already implied through another stated or catalog parent (restating the catalog's direct parent is not), a
   disjointness already implied by inherited disjointness.
@@ -279,10 +283,22 @@ def _split(pair: frozenset[str], up_a: frozenset[str], up_b: frozenset[str]) -> 
     return (x in up_a and y in up_b) or (y in up_a and x in up_b)
 
 
+def footprint_items(footprint: Footprint) -> int:
+    """Tables plus their columns other than the primary key: what a complete composition states one axiom for."""
+    return sum(1 + sum(1 for c in t.columns if not c.primary) for t in footprint.tables)
+
+
+def consistency_share(surviving: int, stated: int, items: int) -> float:
+    """R_B = surviving / (stated + missing / 2), missing = max(0, items - stated): a failing axiom costs one, an
+    axiom a complete composition would state but this one omits costs half (see the module docstring)."""
+    denominator = stated + 0.5 * max(0, items - stated)
+    return surviving / denominator if denominator else 1.0
+
+
 def consistency(catalog: Catalog, footprint: Footprint, comp: Composition) -> float:
-    """R_B: surviving axioms / axioms (1.0 when the composition states no axiom)."""
+    """R_B (see `consistency_share`)."""
     axioms = _axioms(catalog, footprint, comp, Closure(catalog, comp))
-    return sum(ok for _, ok, _ in axioms) / len(axioms) if axioms else 1.0
+    return consistency_share(sum(ok for _, ok, _ in axioms), len(axioms), footprint_items(footprint))
 
 
 def parsimony(catalog: Catalog, footprint: Footprint, comp: Composition) -> float:
@@ -326,12 +342,12 @@ def verify(catalog: Catalog, footprint: Footprint | Mapping[str, Any], text: str
     r_a, reasons = structural(catalog, fp, comp)
     closure = Closure(catalog, comp)
     axioms = _axioms(catalog, fp, comp, closure)
-    r_b = sum(ok for _, ok, _ in axioms) / len(axioms) if axioms else 1.0
+    r_b = consistency_share(sum(ok for _, ok, _ in axioms), len(axioms), footprint_items(fp))
     unmapped = sum(1 for c in comp.classes if c.table is None)
     denominator = len(axioms) + len(comp.classes)
     r_c = max(0.0, 1.0 - (sum(r for _, _, r in axioms) + unmapped) / denominator) if denominator else 1.0
-    if not comp.classes and not comp.props:  # nothing parsed: nothing is consistent or parsimonious either
-        r_b = r_c = 0.0
+    if not comp.classes and not comp.props:  # nothing parsed: nothing is parsimonious either
+        r_c = 0.0
     r_d = coverage(catalog, fp, comp)
     reasons += [f"axiom fails: {d}" for d, ok, _ in axioms if not ok]
     reasons += [f"redundant: {d}" for d, _, r in axioms if r]
