@@ -41,10 +41,16 @@ def test_parser_round_trips_and_tolerates_spacing_and_comments() -> None:
     assert render_composition(parse_composition(REFERENCE)) == REFERENCE
 
 
-def test_dropped_mapping_costs_coverage_only() -> None:
+def test_dropped_mapping_costs_coverage_and_half_an_axiom() -> None:
     text = REFERENCE.replace("\nprop Product.name : Text = products.nm", "")
-    # R_D = 4/5; total = 0.50 + 0.05 + 0.45 * 0.8 = 0.91
-    assert score(text) == pytest.approx((1.0, 1.0, 1.0, 0.8, 0.91))
+    # 4 stated axioms survive, 1 of the 5 a complete composition states is missing: R_B = 4 / (4 + 1/2);
+    # R_D = 4/5; total = 0.50 * 8/9 + 0.05 + 0.45 * 0.8
+    assert score(text) == pytest.approx((1.0, 8 / 9, 1.0, 0.8, 0.5 * 8 / 9 + 0.05 + 0.36))
+
+
+def test_a_trivial_composition_earns_nothing() -> None:
+    # well formed (a new class), but it states and maps nothing: R_B = 0 / (0 + 5/2), R_C = 1 - 1/1, R_D = 0
+    assert score("class Whatever") == (1.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def test_wrong_datatype_contradicts_the_catalog_and_uncovers_the_column() -> None:
@@ -123,7 +129,7 @@ def test_registered_components_read_the_record() -> None:
     record = {"id": "r1", "task": "ontology", "footprint": FOOTPRINT.to_dict()}
     text = REFERENCE.replace("\nprop Product.name : Text = products.nm", "")
     assert [f(record, text) for f in (onto_structural, onto_consistency, onto_parsimony, onto_coverage)] == \
-        pytest.approx([1.0, 1.0, 1.0, 0.8])
+        pytest.approx([1.0, 8 / 9, 1.0, 0.8])
     assert onto_coverage({"id": "x", "task": "sql_qa"}, text) is None
 
 
