@@ -2,6 +2,8 @@
 
     python scripts/ontology_rlvr_table.py RUN_DIR [RUN_DIR ...]
 
+RUN_DIR: an ontology_rlvr run directory (its stages/2_grpo is read) or a GRPO run directory itself.
+
 For each run (one seed), from its GRPO stage: the fixed eval set scored at the SFT start (the GRPO stage's step-0
 eval, i.e. the SFT stage's best.ckpt) and at the best GRPO checkpoint (the eval with the highest eval/reward after
 step 0, the earliest on ties, which is what best.ckpt holds; checked against summary.json's objective), per component (R, R_A..R_D) and pass rate
@@ -48,7 +50,8 @@ def _ci(values: list[float]) -> float:
 
 
 def seed_point(run: Path) -> tuple[str, dict[str, float], dict[str, float], int]:
-    grpo = next((run / "stages").glob("*_grpo"))
+    # a two-stage run directory, or a GRPO run started from an SFT checkpoint (model.pretrained)
+    grpo = next((run / "stages").glob("*_grpo")) if (run / "stages").is_dir() else run
     meta = json.loads((run / "metadata.json").read_text())
     seed = str(meta.get("seed", run.name))
     samples = grpo / "samples"
