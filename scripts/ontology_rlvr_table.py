@@ -67,7 +67,22 @@ def seed_point(run: Path) -> tuple[str, dict[str, float], dict[str, float], int]
             {k: _mean([f(r) for r in best]) for k, f in COLUMNS.items()}, best_step)
 
 
+def diagnostics(run: Path) -> str:
+    """GRPO-stage training signal: share of zero-variance groups, the first step the collapse canary fired, the
+    share of sampled completions that passed R_A."""
+    grpo = next((run / "stages").glob("*_grpo")) if (run / "stages").is_dir() else run
+    history = [json.loads(line) for line in (grpo / "history.jsonl").read_text().splitlines() if line.strip()]
+    steps = [h for h in history if "grpo/frac_zero_std" in h]
+    zero = _mean([h["grpo/frac_zero_std"] for h in steps])
+    fired = [h["step"] for h in steps if h.get("grpo/collapse") == 1.0]
+    passed = _mean([h.get("grpo/reward/onto_structural/mean", 0.0) for h in steps])
+    return (f"{len(steps)} GRPO steps, zero-variance groups {zero:.2f}, collapse canary first at step "
+            f"{fired[0] if fired else 'never'}, sampled completions passing R_A {passed:.3f}")
+
+
 def main(runs: list[str]) -> None:
+    for run in runs:
+        print(f"{Path(run).name}: {diagnostics(Path(run))}")
     points = [seed_point(Path(r)) for r in runs]
     seeds = [p[0] for p in points]
     print(f"seeds: {', '.join(seeds)}; best GRPO eval step per seed: {', '.join(str(p[3]) for p in points)}\n")
