@@ -93,6 +93,7 @@ class PretrainDataConfig:
 @dataclass
 class PretrainTaskConfig:
     name: str
+    catalog: Optional[str]
     data: PretrainDataConfig
     seq_len: int = key(ge=1)
     batch_size: int = key(ge=1)
@@ -141,11 +142,24 @@ class CPATaskConfig(CTATaskConfig):
     """Column property annotation: the same data section; examples pair each column with the table's main one."""
 
 
+@dataclass
+class OntologyTaskConfig:
+    """Ontology composition over generated relational footprints (aegir/tasks/ontology)."""
+
+    name: str
+    catalog: Optional[str]
+    n_records: int = key(ge=2)
+    max_columns: int = key(ge=1)
+    eval_fraction: float = key(gt=0.0, lt=1.0)
+    n_eval: int = key(ge=1)
+
+
 TASK_SCHEMAS: dict[str, type] = {"pretrain": PretrainTaskConfig, "toy_arith": ToyTaskConfig,
-                                 "commerce": CommerceTaskConfig, "cta": CTATaskConfig, "cpa": CPATaskConfig}
+                                 "commerce": CommerceTaskConfig, "cta": CTATaskConfig, "cpa": CPATaskConfig,
+                                 "ontology": OntologyTaskConfig}
 # Which loop (algo.name) each task trains with.
 TASK_ALGOS: dict[str, tuple[str, ...]] = {"pretrain": ("lm",), "toy_arith": ("grpo",), "commerce": ("sft", "grpo"),
-                                          "cta": ("classify",), "cpa": ("classify",)}
+                                          "cta": ("classify",), "cpa": ("classify",), "ontology": ("sft", "grpo")}
 
 
 # --------------------------------------------------------------------------------------------------- arm

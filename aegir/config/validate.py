@@ -172,7 +172,7 @@ def validate(cfg: DictConfig) -> DictConfig:
                                  f"{', '.join(p + '*' for p in prefixes)}); e.g. {usual}")
     reward = container.get("reward") or {}
     if not isinstance(reward, dict):
-        fail("reward", "must be a mapping {components, gate, workers, timeout_s}")
+        fail("reward", "must be a mapping {components, gate, workers, timeout_s, pass_rates, catalog_reload}")
     out["reward"] = reward
     out["gates"] = _validate_gates(container.get("gates") or {})
     out["stages"] = _validate_stages(container.get("stages") or {})

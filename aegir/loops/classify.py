@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aegir.config.schema import ClassifyAlgoConfig
-from aegir.eval.classification import (bootstrap_f1, class_weights, confusion_image, confusion_matrix,
+from aegir.eval.classification import (bootstrap_f1, class_weights, confusion_matrix,
                                        evaluation_metrics, per_class_f1, per_class_table)
 from aegir.eval.gates import evaluate_gates, gate_metrics
 from aegir.eval.classification import confusion_figure  # the labelled figure (a line of its own: issue 16)

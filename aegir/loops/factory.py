@@ -30,6 +30,8 @@ def build_stage(cfg: DictConfig, paths: RunPaths) -> StageBuild:
         return _commerce(cfg, paths)
     if cfg.task.name in ("cta", "cpa"):
         return _tables(cfg)
+    if cfg.task.name == "ontology":
+        return _ontology(cfg, paths)
     raise AssertionError(f"task {cfg.task.name} has a schema but no builder")  # aegir.config lists the tasks
 
 
@@ -89,6 +91,31 @@ def _commerce(cfg: DictConfig, paths: RunPaths) -> StageBuild:
         check_records(spec, data.records, data.where)  # a record no reward can score: one line naming it, exit 2
         module = GRPOModule(policy, data.train, data.eval, spec, algo, seed=cfg.seed,
                             total_steps=cfg.trainer.max_steps, samples_dir=paths.samples)
+    return StageBuild(module, count_parameters(policy.model), data.provenance)
+
+
+def _ontology(cfg: DictConfig, paths: RunPaths) -> StageBuild:
+    """Ontology composition (aegir/tasks/ontology): SFT on the reference compositions or GRPO on the verifier, with
+    the catalog watcher (hot reload, catalogs/<version>.yaml in the run directory) around every scoring call."""
+    from aegir.tasks.ontology.task import prepare_ontology
+
+    policy = build_policy(cfg.model)
+    data = prepare_ontology(cfg.task, cfg.data_seed)
+    algo = section_object("algo", cfg.algo)
+    if cfg.algo.name == "sft":
+        from aegir.loops.sft import SFTModule
+
+        module: L.LightningModule = SFTModule(policy, data.train, data.eval, algo, seed=cfg.seed,
+                                              total_steps=cfg.trainer.max_steps)
+    else:
+        from aegir.loops.grpo import GRPOModule
+        from aegir.rl.rewards import RewardSpec
+        from aegir.tasks.ontology.reload import CatalogWatcher
+
+        spec = RewardSpec.from_config(OmegaConf.to_container(cfg.reward, resolve=True))  # type: ignore[arg-type]
+        watcher = CatalogWatcher(cfg.task.catalog, paths.root, reload=spec.catalog_reload)
+        module = GRPOModule(policy, data.train, data.eval, spec, algo, seed=cfg.seed, total_steps=cfg.trainer.max_steps,
+                            samples_dir=paths.samples, reward_context=watcher)
     return StageBuild(module, count_parameters(policy.model), data.provenance)
 
 

@@ -31,7 +31,8 @@ from aegir.rl.advantages import compute_advantages, zero_std_groups
 from aegir.models.policy import Policy
 from aegir.rl.losses import high_entropy_threshold, mask_truncated, policy_loss, soft_overlong_penalty
 from aegir.observe.tensorboard import log_samples_table
-from aegir.rl.rewards import RewardBatch, RewardComposer, RewardSpec, gated_components, write_error_samples
+from aegir.rl.rewards import (RewardBatch, RewardComposer, RewardSpec, gated_components, pass_rate,
+                              write_error_samples)
 from aegir.rl.rollout import RolloutBatch
 from aegir.rl.task_sampler import MTGRPOSampler, TaskSampler, build_task_sampler
 from aegir.tasks.pretrain.windows import mix_seed
@@ -51,7 +52,7 @@ class GRPOModule(L.LightningModule):
 
     def __init__(self, policy: Policy, train_records: Sequence[Mapping[str, Any]],
                  eval_records: Sequence[Mapping[str, Any]], reward_spec: RewardSpec, algo: GRPOAlgoConfig,
-                 *, seed: int, total_steps: int, samples_dir: Path) -> None:
+                 *, seed: int, total_steps: int, samples_dir: Path, reward_context: Any = None) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.lm = policy
@@ -70,6 +71,9 @@ class GRPOModule(L.LightningModule):
         self.reward_errors: dict[str, Any] = {"count": 0, "first": None}
         """Reward calls that raised, timed out or returned garbage in this process (train and eval), and the first
         one's "component: reason"; finalize_stage copies it into summary.json."""
+        # Optional task hook around scoring (task=ontology: the catalog watcher, aegir/tasks/ontology/reload.py):
+        # before_step(step) -> metrics, annotate(records) -> records as the verifiers see them, state_dict().
+        self.reward_context = reward_context
         self._low_std_streak = 0
         self._eval_rows: list[dict[str, Any]] = []
         self._generation_index = 0
@@ -90,6 +94,9 @@ class GRPOModule(L.LightningModule):
 
     def _decode(self, batch: RolloutBatch) -> list[str]:
         return [self.lm.decode(row[: int(n)].tolist()) for row, n in zip(batch.completion_ids, batch.lengths)]
+
+    def _reward_rows(self, rows: Sequence[Mapping[str, Any]]) -> Sequence[Mapping[str, Any]]:
+        return rows if self.reward_context is None else self.reward_context.annotate(rows)
 
     def _reward_texts(self, texts: Sequence[str]) -> list[str]:
         """What the verifiers read (HF policies: <think> blocks removed); samples keep the raw text."""
@@ -176,7 +183,7 @@ class GRPOModule(L.LightningModule):
 
     def _score_texts(self, rows: Sequence[Mapping[str, Any]], texts: Sequence[str], phase: str) -> RewardBatch:
         """Score completions; reward errors go to samples/errors.jsonl, the console and `reward_errors`."""
-        scored = self.composer.score(rows, self._reward_texts(texts))
+        scored = self.composer.score(self._reward_rows(rows), self._reward_texts(texts))
         if scored.errors:
             step = int(self.global_step)
             if scored.error_samples:
@@ -239,6 +246,8 @@ class GRPOModule(L.LightningModule):
         timings: dict[str, float] = {}
         generator = torch.Generator().manual_seed(mix_seed(self.seed + 1, self.global_rank, self.global_step))
 
+        if self.reward_context is not None:
+            self.log_dict(self.reward_context.before_step(int(self.global_step)), on_step=True, on_epoch=False)
         if self.task_sampler is not None:  # the loader's uniform draw is replaced by the weighted one
             records = self._draw_records(len(records), 0)
         started = time.perf_counter()
@@ -418,6 +427,11 @@ class GRPOModule(L.LightningModule):
             if finite.numel():
                 metrics[f"grpo/reward/{name}/mean"] = float(finite.mean())
                 metrics[f"grpo/reward/{name}/std"] = float(finite.std(unbiased=False))
+        for name, (component, bar) in self.reward_spec.pass_rates.items():
+            if component in by_name:
+                rate = pass_rate(self._gather(by_name[component].float().to(self.device)), bar)
+                if not math.isnan(rate):
+                    metrics[f"grpo/pass/{name}"] = rate
         for phase, seconds in timings.items():
             metrics[f"perf/time/{phase}"] = seconds
         if self.task_sampler is not None:
@@ -466,7 +480,7 @@ class GRPOModule(L.LightningModule):
         if self.global_step != 0:
             return
         rows = self.evaluate_all()
-        metrics = {k: v for k, v in eval_metrics(rows).items() if not k.endswith("/n")}
+        metrics = {k: v for k, v in self._eval_metrics(rows).items() if not k.endswith("/n")}
         for logger in self.loggers:
             logger.log_metrics(metrics, step=0)
         self._write_eval_samples(rows)
@@ -503,7 +517,7 @@ class GRPOModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._eval_rows:
             return
-        metrics = eval_metrics(self._eval_rows)
+        metrics = self._eval_metrics(self._eval_rows)
         self.log_dict({k: v for k, v in metrics.items() if not k.endswith("/n")}, sync_dist=True)
         self._write_eval_samples(self._eval_rows)
         self._update_task_sampler(self._eval_rows)
@@ -523,7 +537,18 @@ class GRPOModule(L.LightningModule):
     def final_metrics(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
         """Score the current weights on the fixed eval set: (metrics, per-task mean/std/n/ci95)."""
         rows = self.evaluate_all()
-        return eval_metrics(rows), eval_stats(rows)
+        return self._eval_metrics(rows), eval_stats(rows)
+
+    def _eval_metrics(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+        """`eval_metrics` plus eval/pass/NAME for every configured pass rate (reward.pass_rates)."""
+        metrics = eval_metrics(rows)
+        for name, (component, bar) in self.reward_spec.pass_rates.items():
+            values = torch.tensor([math.nan if r.get(f"reward/{component}") is None else float(r[f"reward/{component}"])
+                                   for r in rows], dtype=torch.float64)
+            rate = pass_rate(values, bar)
+            if not math.isnan(rate):
+                metrics[f"eval/pass/{name}"] = rate
+        return metrics
 
     # ------------------------------------------------------------------ optimisation + state
     def configure_optimizers(self) -> dict[str, Any]:
@@ -535,6 +560,7 @@ class GRPOModule(L.LightningModule):
             "low_std_streak": self._low_std_streak,
             "task_sampler": None if self.task_sampler is None else self.task_sampler.state_dict(),
             "reward_errors": dict(self.reward_errors),
+            "reward_context": None if self.reward_context is None else self.reward_context.state_dict(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -545,6 +571,8 @@ class GRPOModule(L.LightningModule):
                                   "first": saved["reward_errors"].get("first")}
         if self.task_sampler is not None and saved.get("task_sampler") is not None:
             self.task_sampler.load_state_dict(saved["task_sampler"])
+        if self.reward_context is not None and saved.get("reward_context") is not None:
+            self.reward_context.load_state_dict(saved["reward_context"])
 
     def teardown(self, stage: str) -> None:
         if self._composer is not None:

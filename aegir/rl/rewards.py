@@ -26,7 +26,8 @@ Model output is hostile input, so the composer assumes any component can raise, 
   growing the training machine's memory.
 
 Composition (config ``{"components": {NAME: {"weight": w}}, "gate": NAME | None, "workers": n | "auto",
-"timeout_s": t, "memory_mb": m | None}``)::
+"timeout_s": t, "memory_mb": m | None}``, plus the optional ``pass_rates`` (diagnostic pass-rate metrics,
+docs/grpo.md) and ``catalog_reload`` (task=ontology, docs/ontology.md))::
 
     R = G · Σ_k w_k R_k        over the components k that apply to the record (R_k is not None)
 
@@ -90,7 +91,8 @@ _READY = "ready"
 
 # Modules whose import registers built-in rewards; imported on demand so `get_reward("toy_exact")` works without
 # the caller knowing where the verifier lives (and without an import cycle: those modules import this one).
-_BUILTIN_REWARD_MODULES: tuple[str, ...] = ("aegir.tasks.toy", "aegir.tasks.commerce.rewards")
+_BUILTIN_REWARD_MODULES: tuple[str, ...] = ("aegir.tasks.toy", "aegir.tasks.commerce.rewards",
+                                             "aegir.tasks.ontology.rewards")
 
 _REGISTRY: dict[str, RewardFn] = {}
 _UNTRUSTED: set[str] = set()  # names registered with untrusted=True: they execute model-written code
@@ -162,7 +164,7 @@ def _qualified_name(fn: Callable[..., Any]) -> str:
 # Spec
 # ----------------------------------------------------------------------------------------------------------------
 
-_SPEC_KEYS = ("components", "gate", "workers", "timeout_s", "memory_mb")
+_SPEC_KEYS = ("components", "gate", "workers", "timeout_s", "memory_mb", "catalog_reload", "pass_rates")
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,10 @@ class RewardSpec:
     gate: str | None = None
     workers: int = 0
     timeout_s: float = DEFAULT_TIMEOUT_S
+    catalog_reload: bool = False  # task=ontology: re-read task.catalog on a content change (aegir.tasks.ontology.reload)
+    # Pass-rate metrics NAME -> (component, bar): the share of rows where the component applies and is >= bar,
+    # logged as grpo/pass/NAME per step and eval/pass/NAME per eval.
+    pass_rates: dict[str, tuple[str, float]] = field(default_factory=dict)
     memory_mb: int | None = DEFAULT_MEMORY_MB
     pooled: frozenset[str] | None = None
     """With workers > 0, the components scored in the pool; None = all. ``workers: auto`` pools the untrusted
@@ -243,8 +249,38 @@ class RewardSpec:
             log.warning("%s.workers=0: %s run%s model-written code in the training process, without a hard "
                         "timeout or memory limit (workers: auto starts a worker pool)", where, ", ".join(untrusted),
                         "s" if len(untrusted) == 1 else "")
+        catalog_reload = cfg.get("catalog_reload", False)
+        if not isinstance(catalog_reload, bool):
+            raise InputError(f"config error: {where}.catalog_reload: expected true or false, got {catalog_reload!r}")
+        pass_rates = _parse_pass_rates(cfg.get("pass_rates") or {}, [*components, *([gate] if gate else [])],
+                                       f"{where}.pass_rates")
         return cls(components=components, gate=gate, workers=workers, timeout_s=float(timeout_s),
-                   memory_mb=memory_mb, pooled=pooled)
+                   memory_mb=memory_mb, pooled=pooled, catalog_reload=catalog_reload, pass_rates=pass_rates)
+
+
+def _parse_pass_rates(raw: Any, evaluated: Sequence[str], where: str) -> dict[str, tuple[str, float]]:
+    """`NAME: {component: C, min: bar}` for components the composer evaluates (weighted or the gate)."""
+    if not isinstance(raw, Mapping):
+        raise InputError(f"config error: {where}: expected a mapping NAME: {{component, min}}, got {raw!r}")
+    out: dict[str, tuple[str, float]] = {}
+    for name, entry in raw.items():
+        key = f"{where}.{name}"
+        if not isinstance(entry, Mapping) or set(entry) != {"component", "min"}:
+            raise InputError(f"config error: {key}: expected {{component: NAME, min: NUMBER}}, got {entry!r}")
+        if entry["component"] not in evaluated:
+            raise InputError(f"config error: {key}.component: '{entry['component']}' is not a component or the gate "
+                             f"of this reward; evaluated: {', '.join(evaluated)}")
+        bar = entry["min"]
+        if isinstance(bar, bool) or not isinstance(bar, (int, float)) or not math.isfinite(bar):
+            raise InputError(f"config error: {key}.min: expected a finite number, got {bar!r}")
+        out[str(name)] = (str(entry["component"]), float(bar))
+    return out
+
+
+def pass_rate(values: torch.Tensor, bar: float) -> float:
+    """Share of the applicable (non-NaN) values that are >= bar; NaN when none applies."""
+    present = values[~torch.isnan(values)]
+    return float((present >= bar).double().mean()) if present.numel() else math.nan
 
 
 def _parse_weight(entry: Any, key: str) -> float:

@@ -42,18 +42,7 @@ from typing import Literal, get_args
 
 from aegir.errors import InputError
 from aegir.tasks.data_files import not_a_special_file, parse_json_line, regular_file
-from aegir.tasks.pretrain.ontology import (
-    CLASSES,
-    TABLE_CLASSES,
-    Column,
-    Table,
-    all_properties,
-    ancestors,
-    render_create_table,
-    table_for,
-    table_name,
-    views_for,
-)
+from aegir.tasks.ontology.catalog import Catalog, Column, Table, default_catalog
 
 SegmentKind = Literal["ontology", "ddl", "rows", "prose"]
 SEGMENT_KINDS: tuple[SegmentKind, ...] = get_args(SegmentKind)
@@ -251,9 +240,9 @@ def _draw_context(rng: random.Random) -> _RowContext:
     )
 
 
-def _row_name(class_name: str, ctx: _RowContext, row_id: int, rng: random.Random) -> str:
+def _row_name(cat: Catalog, class_name: str, ctx: _RowContext, row_id: int, rng: random.Random) -> str:
     """The ``name`` column: what a row of this class would be called in real data."""
-    lineage = [class_name, *ancestors(class_name)]
+    lineage = [class_name, *cat.ancestors(class_name)]
     if "Person" in lineage:
         return f"{ctx.given} {ctx.family}"
     if "Restaurant" in lineage:
@@ -285,15 +274,15 @@ def _row_name(class_name: str, ctx: _RowContext, row_id: int, rng: random.Random
     return f"{class_name} {row_id}"
 
 
-def _site(ctx: _RowContext, class_name: str, rng: random.Random) -> str:
-    lineage = [class_name, *ancestors(class_name)]
+def _site(cat: Catalog, ctx: _RowContext, class_name: str, rng: random.Random) -> str:
+    lineage = [class_name, *cat.ancestors(class_name)]
     if "Organization" in lineage:
         return f"https://www.{_ascii_slug(ctx.org)}.{rng.choice(_TLDS)}"
     if "Person" in lineage:
         return f"https://people.example.com/{_ascii_slug(ctx.given)}-{_ascii_slug(ctx.family)}"
     if "Product" in lineage or "Offer" in lineage:
         return f"https://shop.{_ascii_slug(ctx.brand)}.com/p/{rng.randint(1000, 99999)}"
-    return f"https://data.example.org/{table_name(class_name)}/{rng.randint(1, 99999)}"
+    return f"https://data.example.org/{cat.table_name(class_name)}/{rng.randint(1, 99999)}"
 
 
 _Value = str | int | float | bool | date | None
@@ -308,6 +297,7 @@ class _RowDraw:
     ctx: _RowContext
     row: dict[str, _Value]
     rng: random.Random
+    catalog: Catalog
 
 
 def _email(d: _RowDraw) -> str:
@@ -332,8 +322,8 @@ def _end_date(d: _RowDraw) -> date:
 
 # Generators for specific columns (by property name); everything else falls back to _BY_DATATYPE.
 _BY_COLUMN: dict[str, Callable[[_RowDraw], _Value]] = {
-    "name": lambda d: _row_name(d.class_name, d.ctx, d.row_id, d.rng),
-    "url": lambda d: _site(d.ctx, d.class_name, d.rng),
+    "name": lambda d: _row_name(d.catalog, d.class_name, d.ctx, d.row_id, d.rng),
+    "url": lambda d: _site(d.catalog, d.ctx, d.class_name, d.rng),
     "email": _email,
     "telephone": lambda d: f"{d.ctx.city.phone} {d.rng.randint(100, 999)} {d.rng.randint(1000, 9999)}",
     "founding_date": lambda d: _random_date(d.rng, 1890, 2020),
@@ -382,7 +372,7 @@ _BY_DATATYPE: dict[str, Callable[[_RowDraw], _Value]] = {
     "Boolean": lambda d: d.rng.random() < 0.6,
     "Number": lambda d: round(d.rng.uniform(1.0, 1000.0), 2),
     "Integer": lambda d: d.rng.randint(1, 1000),
-    "URL": lambda d: _site(d.ctx, d.class_name, d.rng),
+    "URL": lambda d: _site(d.catalog, d.ctx, d.class_name, d.rng),
     "Text": lambda d: f"text {d.rng.randint(1, 99)}",
 }
 
@@ -397,12 +387,12 @@ def _column_value(col: Column, draw: _RowDraw) -> _Value:
     return generator(draw)
 
 
-def _generate_rows(table: Table, n_rows: int, rng: random.Random) -> list[dict[str, _Value]]:
+def _generate_rows(cat: Catalog, table: Table, n_rows: int, rng: random.Random) -> list[dict[str, _Value]]:
     """``n_rows`` rows with consecutive ids from a random start; a few optional cells are NULL."""
     first_id = rng.randint(1, 500)
     rows: list[dict[str, _Value]] = []
     for row_id in range(first_id, first_id + n_rows):
-        draw = _RowDraw(table.class_name, row_id, _draw_context(rng), {}, rng)
+        draw = _RowDraw(table.class_name, row_id, _draw_context(rng), {}, rng, cat)
         for col in table.columns:
             value = _column_value(col, draw)
             if col.name not in _NEVER_NULL and rng.random() < _NULL_PROBABILITY:
@@ -530,29 +520,32 @@ def _indefinite(noun: str) -> str:
     return f"an {noun}" if noun[0].lower() in "aeio" else f"a {noun}"
 
 
-def _chain(cls: str) -> list[tuple[str, str]]:
+def _chain(cat: Catalog, cls: str) -> list[tuple[str, str]]:
     """(class, parent) pairs from ``cls`` up to the root: the subclass statements every ontology segment makes."""
-    lineage = [cls, *ancestors(cls)]
+    lineage = [cls, *cat.ancestors(cls)]
     return list(zip(lineage, lineage[1:]))
 
 
-def _ontology_plain(cls: str, props: list[tuple[str, str, str]], rng: random.Random) -> list[str]:
-    lines = [f"{c} is a subclass of {p}." for c, p in _chain(cls)]
-    lines.append(f"{cls}: {CLASSES[cls].comment}.")
+def _ontology_plain(cat: Catalog, cls: str, props: list[tuple[str, str, str]], rng: random.Random
+                    ) -> list[str]:
+    lines = [f"{c} is a subclass of {p}." for c, p in _chain(cat, cls)]
+    lines.append(f"{cls}: {cat.classes[cls].comment}.")
     lines.extend(f"{owner} has property {p} of type {r}." for owner, p, r in props)
     return lines
 
 
-def _ontology_definitions(cls: str, props: list[tuple[str, str, str]], rng: random.Random) -> list[str]:
-    lines = [f"Class {c} (subclass of {p}): {CLASSES[c].comment}." for c, p in _chain(cls)]
+def _ontology_definitions(cat: Catalog, cls: str, props: list[tuple[str, str, str]], rng: random.Random
+                          ) -> list[str]:
+    lines = [f"Class {c} (subclass of {p}): {cat.classes[c].comment}." for c, p in _chain(cat, cls)]
     lines.extend(f"Property {p}: domain {owner}, range {r}." for owner, p, r in props)
     return lines
 
 
-def _ontology_narrative(cls: str, props: list[tuple[str, str, str]], rng: random.Random) -> list[str]:
+def _ontology_narrative(cat: Catalog, cls: str, props: list[tuple[str, str, str]], rng: random.Random
+                        ) -> list[str]:
     lines = [
         f"In the ontology, {_indefinite(c)} is a more specific kind of {p}, that is, a subclass of {p}."
-        for c, p in _chain(cls)
+        for c, p in _chain(cat, cls)
     ]
     lines.extend(
         f"{_indefinite(owner).replace('a', 'A', 1)} can have {_indefinite(p)}, whose values are of type {r}."
@@ -561,10 +554,11 @@ def _ontology_narrative(cls: str, props: list[tuple[str, str, str]], rng: random
     return lines
 
 
-def _ontology_turtle(cls: str, props: list[tuple[str, str, str]], rng: random.Random) -> list[str]:
+def _ontology_turtle(cat: Catalog, cls: str, props: list[tuple[str, str, str]], rng: random.Random
+                     ) -> list[str]:
     lines = ["@prefix schema: <https://schema.org/> ."] if rng.random() < 0.5 else []
-    for c, p in _chain(cls):
-        comment = CLASSES[c].comment
+    for c, p in _chain(cat, cls):
+        comment = cat.classes[c].comment
         lines.append(f'schema:{c} a rdfs:Class ; rdfs:subClassOf schema:{p} ; rdfs:comment "{comment}" .')
     for owner, p, r in props:
         lines.append(
@@ -573,34 +567,34 @@ def _ontology_turtle(cls: str, props: list[tuple[str, str, str]], rng: random.Ra
     return lines
 
 
-# Four phrasings of the same facts; each takes (class, [(declaring class, property, range)], rng).
+# Four phrasings of the same facts; each takes (catalog, class, [(declaring class, property, range)], rng).
 _ONTOLOGY_STYLES = (_ontology_plain, _ontology_definitions, _ontology_narrative, _ontology_turtle)
 
 
-def _render_ontology(cls: str, rng: random.Random) -> str:
+def _render_ontology(cat: Catalog, cls: str, rng: random.Random) -> str:
     """Subclass chain plus the class's own properties (and, sometimes, the inherited ones)."""
     include_inherited = rng.random() < 0.3
     props = [
         (owner, prop.name, prop.range)
-        for owner, prop in all_properties(cls)
+        for owner, prop in cat.all_properties(cls)
         if owner == cls or include_inherited
     ]
     style = rng.choice(_ONTOLOGY_STYLES)
-    return "\n".join(style(cls, props, rng))
+    return "\n".join(style(cat, cls, props, rng))
 
 
-def _render_ddl(cls: str, rng: random.Random) -> str:
+def _render_ddl(cat: Catalog, cls: str, rng: random.Random) -> str:
     """CREATE TABLE for the class (sometimes also for classes it references) and sometimes a CREATE VIEW or two."""
-    table = table_for(cls)
+    table = cat.table_for(cls)
     inline = rng.random() < 0.5
     if_not_exists = rng.random() < 0.3
     statements: list[str] = []
     if rng.random() < 0.2:
         referenced = sorted({c.references for c in table.columns if c.references})
         for other in rng.sample(referenced, k=min(len(referenced), rng.randint(1, 2))):
-            statements.append(render_create_table(table_for(other), if_not_exists, inline))
-    statements.append(render_create_table(table, if_not_exists, inline))
-    views = views_for(cls)
+            statements.append(cat.render_create_table(cat.table_for(other), if_not_exists, inline))
+    statements.append(cat.render_create_table(table, if_not_exists, inline))
+    views = cat.views_for(cls)
     if views and rng.random() < 0.5:
         statements.extend(v.sql for v in rng.sample(views, k=min(len(views), rng.randint(1, 2))))
     if rng.random() < 0.3:
@@ -608,8 +602,8 @@ def _render_ddl(cls: str, rng: random.Random) -> str:
     return "\n".join(statements)
 
 
-def _plural(cls: str) -> str:
-    words = table_name(cls).replace("_", " ")
+def _plural(cat: Catalog, cls: str) -> str:
+    words = cat.table_name(cls).replace("_", " ")
     if words == "person":
         return "people"
     return words + ("es" if words.endswith("s") else "s")
@@ -624,10 +618,10 @@ _UNIQUE_TEXT = frozenset({"name", "url", "email", "telephone", "sku", "isbn", "s
                           "review_body", "given_name", "family_name"})
 
 
-def _render_prose(table: Table, rows: list[dict[str, _Value]], rng: random.Random) -> str:
+def _render_prose(cat: Catalog, table: Table, rows: list[dict[str, _Value]], rng: random.Random) -> str:
     """English sentences about the rows: counts, ranges, extremes, common values, gaps. Never DDL or ontology."""
     cls, n = table.class_name, len(rows)
-    plural = _plural(cls)
+    plural = _plural(cat, cls)
     sentences = [rng.choice((
         f"This extract lists {n} {plural}.",
         f"The {table.name} data contains {n} records.",
@@ -691,47 +685,49 @@ _ORDERS: tuple[tuple[SegmentKind, ...], ...] = (
 )
 
 
-def _related_class(cls: str, rng: random.Random) -> str:
+def _related_class(cat: Catalog, cls: str, rng: random.Random) -> str:
     """A second class for the document: one the first references, else any."""
-    referenced = sorted({c.references for c in table_for(cls).columns if c.references})
+    referenced = sorted({c.references for c in cat.table_for(cls).columns if c.references})
     if referenced and rng.random() < 0.7:
         return rng.choice(referenced)
-    return rng.choice(TABLE_CLASSES)
+    return rng.choice(cat.table_classes)
 
 
-def _class_segments(cls: str, rng: random.Random) -> list[Segment]:
+def _class_segments(cat: Catalog, cls: str, rng: random.Random) -> list[Segment]:
     """The segments about one class; rows and prose always, ontology and DDL usually."""
-    table = table_for(cls)
-    rows = _generate_rows(table, rng.randint(3, 6), rng)
+    table = cat.table_for(cls)
+    rows = _generate_rows(cat, table, rng.randint(3, 6), rng)
     renderer = rng.choice(_ROW_RENDERERS)
     segments = [Segment("rows", renderer(table, rows, _random_style(rng), rng))]
     if rng.random() < 0.9:
-        segments.append(Segment("prose", _render_prose(table, rows, rng)))
+        segments.append(Segment("prose", _render_prose(cat, table, rows, rng)))
     if rng.random() < 0.85:
-        segments.append(Segment("ontology", _render_ontology(cls, rng)))
+        segments.append(Segment("ontology", _render_ontology(cat, cls, rng)))
     if rng.random() < 0.85:
-        segments.append(Segment("ddl", _render_ddl(cls, rng)))
+        segments.append(Segment("ddl", _render_ddl(cat, cls, rng)))
     return segments
 
 
-def generate_document(data_seed: int, index: int) -> list[Segment]:
-    """Document ``index`` of the corpus for ``data_seed``; independent of how many documents are generated."""
+def generate_document(data_seed: int, index: int, catalog: Catalog | None = None) -> list[Segment]:
+    """Document ``index`` of the corpus for ``data_seed``; independent of how many documents are generated.
+    ``catalog``: the ontology the document is about (None = the shipped catalog)."""
+    cat = catalog or default_catalog()
     rng = random.Random(f"aegir-corpus:{data_seed}:{index}")
-    first = rng.choice(TABLE_CLASSES)
-    classes = [first] if rng.random() < 0.7 else [first, _related_class(first, rng)]
+    first = rng.choice(cat.table_classes)
+    classes = [first] if rng.random() < 0.7 else [first, _related_class(cat, first, rng)]
     order = rng.choice(_ORDERS)
     if rng.random() < 0.5:
         # Group by class (all about A, then all about B), each group in the document's order.
-        segments = [s for cls in classes for s in sorted(_class_segments(cls, rng), key=lambda s: order.index(s.kind))]
+        segments = [s for cls in classes for s in sorted(_class_segments(cat, cls, rng), key=lambda s: order.index(s.kind))]
     else:
-        segments = [s for cls in classes for s in _class_segments(cls, rng)]
+        segments = [s for cls in classes for s in _class_segments(cat, cls, rng)]
         rng.shuffle(segments)
     return segments
 
 
-def generate_documents(data_seed: int, n_documents: int) -> list[list[Segment]]:
-    """The first ``n_documents`` documents of the synthetic corpus for ``data_seed``."""
-    return [generate_document(data_seed, i) for i in range(n_documents)]
+def generate_documents(data_seed: int, n_documents: int, catalog: Catalog | None = None) -> list[list[Segment]]:
+    """The first ``n_documents`` documents of the synthetic corpus for ``data_seed`` (and ``catalog``)."""
+    return [generate_document(data_seed, i, catalog) for i in range(n_documents)]
 
 
 def document_text(segments: Sequence[Segment]) -> str:
@@ -806,15 +802,17 @@ def _split(texts: Sequence[str], val_indices: Sequence[int]) -> Corpus:
     )
 
 
-def build_corpus(data_seed: int, n_documents: int, arm: str, val_fraction: float) -> Corpus:
-    """The synthetic corpus for one arm; the val documents are the same indices for every arm of a ``data_seed``."""
+def build_corpus(data_seed: int, n_documents: int, arm: str, val_fraction: float,
+                 catalog: Catalog | None = None) -> Corpus:
+    """The synthetic corpus for one arm; the val documents are the same indices for every arm of a ``data_seed``.
+    ``catalog`` is the ontology the documents describe (``task.catalog``; None = the shipped catalog)."""
     if arm not in _DROPPED_BY_ARM:
         raise InputError(f"unknown corpus arm {arm!r}; allowed arms: {', '.join(ARMS)}")
     _check_val_fraction(val_fraction)
     minimum = 2 if val_fraction > 0 else 1
     if n_documents < minimum:
         raise InputError(f"n_documents must be >= {minimum} (val_fraction={val_fraction}), got {n_documents}")
-    documents = generate_documents(data_seed, n_documents)
+    documents = generate_documents(data_seed, n_documents, catalog)
     val_indices = _val_indices(n_documents, val_fraction, f"aegir-split:{data_seed}")
     return _split(apply_arm(documents, arm), val_indices)
 

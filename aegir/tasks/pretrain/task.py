@@ -10,6 +10,7 @@ import torch
 from aegir.config.schema import PretrainTaskConfig
 from aegir.errors import InputError
 from aegir.rundir import sha256_bytes
+from aegir.tasks.ontology.catalog import catalog_for
 from aegir.tasks.pretrain.corpus import Corpus, build_corpus, load_user_corpus
 from aegir.tasks.pretrain.windows import validation_windows
 from aegir.tokenizer import bytes_to_tensor
@@ -28,10 +29,12 @@ def prepare_pretrain_data(task: PretrainTaskConfig, arm: str, data_seed: int) ->
     if data.source == "tables":
         return _tables_data(task, data_seed)
     if data.source == "synthetic":
+        catalog = catalog_for(task.catalog)
         corpus: Corpus = build_corpus(data_seed=data_seed, n_documents=data.n_documents, arm=arm,
-                                      val_fraction=data.val_fraction)
+                                      val_fraction=data.val_fraction, catalog=catalog)
         origin: dict[str, Any] = {"source": "synthetic", "data_seed": data_seed, "arm": arm,
-                                  "n_documents": data.n_documents}
+                                  "n_documents": data.n_documents,
+                                  "catalog": catalog.source, "catalog_sha256": catalog.sha256}
     elif data.source == "files":
         if not data.path:
             raise InputError("config error: task.data.path: required when task.data.source=files")
