@@ -19,10 +19,10 @@ def test_study_names_its_metric_and_a_pruned_trial_prints_its_run_dir(tmp_path: 
     spec_path.write_text(yaml.safe_dump({
         "study_name": "tiny", "base": [*FAST, "logger=none"], "n_trials": 2, "output_dir": str(tmp_path / "tiny"),
         "objective": {"metric": "val/bpb", "direction": "minimize"}, "sampler": {"name": "grid"},
-        "params": {"algo.lr": {"type": "categorical", "choices": [0.0, 0.003]}}}))
+        "params": {"algo.lr": {"type": "categorical", "choices": [1.0e-9, 0.003]}}}))
 
     def fake_run(cfg, overrides, *, run_dir, callbacks, extra_metadata):
-        if extra_metadata["trial"]["params"]["algo.lr"] == 0.0:
+        if extra_metadata["trial"]["params"]["algo.lr"] == 1.0e-9:
             raise optuna.TrialPruned("pruned at step 8: val/bpb=9")
         return 2.5
 
