@@ -1,36 +1,16 @@
-"""How a run writes and re-reads its Lightning checkpoints: atomically, and never by unpickling code.
+"""How a run re-reads its Lightning checkpoints: never by unpickling code.
 
-A checkpoint is written to a temporary file in the same directory and moved over the old one with `os.replace`
-only once it is complete, so a run killed during a save keeps its previous `last.ckpt`. Every read uses
-`torch.load(weights_only=True)`: a planted checkpoint cannot run code, whatever torch's own default is.
+Every read uses `torch.load(weights_only=True)`: a planted checkpoint cannot run code, whatever torch's own default
+is. (The atomic write is aegir/run/atomic_io.py, which imports Lightning.)
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from aegir.errors import InputError
-
-
-def atomic_checkpoint_io() -> Any:
-    """Lightning's TorchCheckpointIO with an atomic save (Lightning is imported here: see aegir/run/trainer.py)."""
-    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-
-    class AtomicCheckpointIO(TorchCheckpointIO):
-        def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-            target = Path(path)
-            partial = target.with_name(f".{target.name}.partial")
-            try:
-                super().save_checkpoint(checkpoint, partial, storage_options)
-                os.replace(partial, target)
-            finally:
-                partial.unlink(missing_ok=True)
-
-    return AtomicCheckpointIO()
 
 
 def check_resumable(path: Path) -> None:

@@ -22,7 +22,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
     # these import Lightning (see the docstring)
     from aegir.observe.callbacks import ParamSyncCheck, ThreadsPerProcess, log_friendly_progress_bar
     from aegir.observe.history_logger import HistoryLogger, StepAxisTensorBoardLogger
-    from aegir.run.checkpoints import atomic_checkpoint_io
+    from aegir.run.atomic_io import AtomicCheckpointIO
 
     ckpt = cfg.callbacks.checkpoint
     callbacks: list[Any] = [ModelCheckpoint(
@@ -61,7 +61,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
         deterministic=cfg.trainer.deterministic,
         enable_progress_bar=show_bar, enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False, callbacks=callbacks, logger=loggers, default_root_dir=str(paths.root),
-        plugins=[atomic_checkpoint_io()])
+        plugins=[AtomicCheckpointIO()])
 
 
 def log_config_text(trainer: Any, cfg: DictConfig) -> None:

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from aegir.errors import InputError
-from aegir.run.checkpoints import atomic_checkpoint_io, check_resumable
+from aegir.run.atomic_io import AtomicCheckpointIO
+from aegir.run.checkpoints import check_resumable
 from tests.conftest import FAST, run_cli
 
 
@@ -96,7 +97,7 @@ def test_a_planted_checkpoint_is_refused_without_running_code(tmp_path: Path) ->
 
 
 def test_a_failed_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
-    io = atomic_checkpoint_io()
+    io = AtomicCheckpointIO()
     path = tmp_path / "last.ckpt"
     io.save_checkpoint({"state_dict": {"w": torch.ones(2)}}, path)
     before = path.read_bytes()
