@@ -16,7 +16,7 @@ import csv
 import sys
 from pathlib import Path
 
-from aegir.config import group_defaults
+from aegir.config import load_group
 from aegir.errors import InputError
 from aegir.tasks.ontology.audit import audit_ladder, format_audit
 from aegir.tasks.ontology.task import prepare_ontology
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--csv", default=None, help="write every scored corruption to this CSV")
     args = parser.parse_args(argv)
     try:
-        task = {**group_defaults("task", "ontology"), "catalog": args.catalog}
+        task = load_group("task", "ontology", catalog=args.catalog)
         data = prepare_ontology(task, args.data_seed)
     except InputError as exc:
         print(f"aegir: {exc}", file=sys.stderr)

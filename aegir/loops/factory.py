@@ -99,8 +99,8 @@ def _ontology(cfg: DictConfig, paths: RunPaths) -> StageBuild:
     the catalog watcher (hot reload, catalogs/<version>.yaml in the run directory) around every scoring call."""
     from aegir.tasks.ontology.task import prepare_ontology
 
-    policy = build_policy(cfg.model)
-    data = prepare_ontology(cfg.task, cfg.data_seed)
+    policy = build_policy(section_object("model", cfg.model))
+    data = prepare_ontology(section_object("task", cfg.task), cfg.data_seed)
     algo = section_object("algo", cfg.algo)
     if cfg.algo.name == "sft":
         from aegir.loops.sft import SFTModule
@@ -114,8 +114,8 @@ def _ontology(cfg: DictConfig, paths: RunPaths) -> StageBuild:
 
         spec = RewardSpec.from_config(OmegaConf.to_container(cfg.reward, resolve=True))  # type: ignore[arg-type]
         watcher = CatalogWatcher(cfg.task.catalog, paths.root, reload=spec.catalog_reload)
-        module = GRPOModule(policy, data.train, data.eval, spec, algo, seed=cfg.seed, total_steps=cfg.trainer.max_steps,
-                            samples_dir=paths.samples, reward_context=watcher)
+        module = GRPOModule(policy, data.train, data.eval, spec, algo, seed=cfg.seed,
+                            total_steps=cfg.trainer.max_steps, samples_dir=paths.samples, reward_context=watcher)
     return StageBuild(module, count_parameters(policy.model), data.provenance)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence, Union
 
@@ -38,6 +39,9 @@ def build_policy(model: ModelConfig, allowed_ids: Sequence[int] | None = None) -
 
 def build_model(model: ModelConfig) -> nn.Module:
     """The byte-level policy / backbone of a validated `model` section (`aegir.config.section_object`)."""
+    if not is_dataclass(model):
+        raise TypeError(f"build_model takes the typed model section (aegir.config.section_object), got "
+                        f"{type(model).__name__}")
     if isinstance(model, HFModelConfig):
         raise InputError("config error: model.arch: this loop trains byte models (rwkv7, hnet); a Hugging Face "
                          "model serves the SFT and GRPO loops")

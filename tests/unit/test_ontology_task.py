@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from aegir.audit_ontology import main as audit_main
-from aegir.config import group_defaults, load_group
+from aegir.config import load_group
 from aegir.errors import InputError
 from aegir.tasks.ontology.audit import audit_ladder
 from aegir.tasks.ontology.catalog import default_catalog
@@ -16,7 +16,7 @@ from aegir.tasks.ontology.verifier import verify
 
 @pytest.fixture(scope="module")
 def data():  # type: ignore[no-untyped-def]
-    return prepare_ontology(group_defaults("task", "ontology"), 0)
+    return prepare_ontology(load_group("task", "ontology"), 0)
 
 
 def test_records_are_deterministic_and_index_stable() -> None:
@@ -31,9 +31,9 @@ def test_split_is_by_footprint_and_eval_set_is_fixed(data) -> None:  # type: ign
     train_keys = {r["footprint_key"] for r in data.train}
     assert not train_keys & {r["footprint_key"] for r in data.eval}
     assert len({r["footprint_key"] for r in data.eval}) == len(data.eval) == 48
-    again = prepare_ontology(group_defaults("task", "ontology"), 0)
+    again = prepare_ontology(load_group("task", "ontology"), 0)
     assert again.provenance["ontology"]["eval_sha256"] == data.provenance["ontology"]["eval_sha256"]
-    other = prepare_ontology(group_defaults("task", "ontology"), 1)
+    other = prepare_ontology(load_group("task", "ontology"), 1)
     assert other.provenance["ontology"]["eval_sha256"] != data.provenance["ontology"]["eval_sha256"]
 
 
@@ -59,7 +59,7 @@ def test_prompt_hides_the_catalog_subset(data) -> None:  # type: ignore[no-untyp
 
 def test_too_few_held_out_footprints_is_an_input_error() -> None:
     with pytest.raises(InputError, match="task.n_eval"):
-        prepare_ontology({**group_defaults("task", "ontology"), "n_records": 20, "n_eval": 48}, 0)
+        prepare_ontology(load_group("task", "ontology", n_records=20, n_eval=48), 0)
 
 
 def test_schema_accepts_the_option_file() -> None:

@@ -17,8 +17,9 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
+from aegir.config.schema import OntologyTaskConfig
 from aegir.errors import InputError
 from aegir.tasks.ontology.catalog import Catalog, catalog_for
 from aegir.tasks.ontology.footprint import generate_footprint
@@ -77,13 +78,13 @@ def fixed_eval_set(held_out: Sequence[dict[str, Any]], n_eval: int, data_seed: i
     return chosen, digest
 
 
-def prepare_ontology(task_cfg: Mapping[str, Any], data_seed: int) -> OntologyData:
-    catalog_path = task_cfg.get("catalog") or None
+def prepare_ontology(task: OntologyTaskConfig, data_seed: int) -> OntologyData:
+    catalog_path = task.catalog or None
     catalog = catalog_for(catalog_path)
-    records = build_records(catalog, data_seed, int(task_cfg["n_records"]), int(task_cfg["max_columns"]),
+    records = build_records(catalog, data_seed, task.n_records, task.max_columns,
                             str(catalog_path) if catalog_path else None)
-    train, held_out = split_by_footprint(records, data_seed, float(task_cfg["eval_fraction"]))
-    eval_records, eval_hash = fixed_eval_set(held_out, int(task_cfg["n_eval"]), data_seed)
+    train, held_out = split_by_footprint(records, data_seed, task.eval_fraction)
+    eval_records, eval_hash = fixed_eval_set(held_out, task.n_eval, data_seed)
     provenance = {"ontology": {"catalog": catalog.source, "catalog_sha256": catalog.sha256,
                                "n_records": len(records), "n_train": len(train), "n_eval": len(eval_records),
                                "n_footprints": len({r["footprint_key"] for r in records}),
