@@ -28,18 +28,20 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def regular_file(path: Path | str, what: str = "file") -> Path:
-    """`path` if it is a regular file (a symlink to one is fine); else an InputError saying what it is instead.
-
-    Checked with ``stat`` before anything opens the path: opening a FIFO for reading blocks until a writer comes.
-    """
-    path = Path(path)
+def _mode(path: Path, what: str) -> int:
+    """`stat` of `path` (no open: opening a FIFO for reading blocks until a writer comes); InputError if unreadable."""
     try:
-        mode = path.stat().st_mode
+        return path.stat().st_mode
     except FileNotFoundError:
         raise InputError(f"{path}: no such {what}") from None
     except OSError as error:
         raise InputError(f"{path}: cannot read the {what} ({error.strerror or error})") from None
+
+
+def regular_file(path: Path | str, what: str = "file") -> Path:
+    """`path` if it is a regular file (a symlink to one is fine); else an InputError saying what it is instead."""
+    path = Path(path)
+    mode = _mode(path, what)
     if not stat.S_ISREG(mode):
         raise InputError(f"{path}: is {_kind(mode)}, not a {what}")
     return path
@@ -48,12 +50,7 @@ def regular_file(path: Path | str, what: str = "file") -> Path:
 def not_a_special_file(path: Path | str, what: str = "file or directory") -> Path:
     """`path` if it is a regular file or a directory; a FIFO, device or socket is an InputError."""
     path = Path(path)
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such {what}") from None
-    except OSError as error:
-        raise InputError(f"{path}: cannot read the {what} ({error.strerror or error})") from None
+    mode = _mode(path, what)
     if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
         raise InputError(f"{path}: is {_kind(mode)}, not a {what}")
     return path

@@ -77,7 +77,7 @@ CASES: dict[str, str] = {
 
 
 def build_db(path: Path) -> Path:
-    """The small shop database of tests/unit/test_sql_sandbox.py (30 customers, 60 orders, one view)."""
+    """The small shop database of the sandbox tests (30 customers, 60 orders, one view)."""
     conn = sqlite3.connect(path)
     conn.executescript("""
         CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, state TEXT);

@@ -19,25 +19,10 @@ from aegir.tasks.commerce.sandbox import (
     run_query,
     single_select,
 )
+from tests.unit.sql_hostile_corpus import build_db
 
 TIMEOUT_S = 0.25
 CUT_OFF_S = 5 * TIMEOUT_S + 1.0  # "cut off", not a performance assertion
-
-
-def build_db(path: Path) -> Path:
-    conn = sqlite3.connect(path)
-    conn.executescript("""
-        CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT, state TEXT);
-        CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, total REAL, status TEXT);
-        CREATE VIEW big_orders AS SELECT * FROM orders WHERE total > 100;
-    """)
-    conn.executemany("INSERT INTO customers VALUES (?, ?, ?)",
-                     [(i, f"Cliente {i}", ["SP", "RJ", "MG"][i % 3]) for i in range(1, 31)])
-    conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?)",
-                     [(i, 1 + i % 30, 10.0 * i, "entregue" if i % 4 else "cancelado") for i in range(1, 61)])
-    conn.commit()
-    conn.close()
-    return path
 
 
 @pytest.fixture(scope="module")
