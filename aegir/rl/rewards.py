@@ -418,8 +418,23 @@ def _limit_address_space(memory_mb: int | None) -> None:
         pass
 
 
-def _worker_main(conn: Connection, memory_mb: int | None = None) -> None:
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL this worker when the training process dies (a SIGKILLed trainer would otherwise leave
+    its workers waiting forever: a forked worker holds both ends of its own pipe, so it never sees EOF)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the daemon flag covers a clean exit only
+        return
+    if os.getppid() != parent_pid:  # the trainer died before the request took effect
+        os._exit(1)
+
+
+def _worker_main(conn: Connection, memory_mb: int | None = None, parent_pid: int | None = None) -> None:
     """Worker loop: receive (name, module, record, completion, timeout_s), answer an Outcome; None means exit."""
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     _limit_address_space(memory_mb)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the training process's to handle; it kills us
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # drop any handler inherited from the trainer through fork
@@ -472,8 +487,8 @@ class _WorkerPool:
 
     def _start_worker(self) -> _Worker:
         parent_conn, child_conn = self._ctx.Pipe(duplex=True)
-        process = self._ctx.Process(target=_worker_main, args=(child_conn, self._memory_mb), name="aegir-reward-worker",
-                                    daemon=True)
+        process = self._ctx.Process(target=_worker_main, args=(child_conn, self._memory_mb, os.getpid()),
+                                    name="aegir-reward-worker", daemon=True)
         process.start()
         child_conn.close()
         return _Worker(process=process, conn=parent_conn)
