@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
@@ -66,56 +66,53 @@ def _toy_grpo(cfg: DictConfig, paths: RunPaths) -> StageBuild:
     return StageBuild(module, count_parameters(policy.model), provenance)
 
 
+def _record_loop(cfg: DictConfig, paths: RunPaths, policy: Any, train: Sequence[Any], eval_records: Sequence[Any],
+                 *, check: Callable[[Any], None] | None = None, reward_context: Callable[[Any], Any] | None = None
+                 ) -> L.LightningModule:
+    """The SFT or GRPO module of a prompt/record task. For GRPO, `check(spec)` may refuse records the reward cannot
+    score and `reward_context(spec)` builds the task's hook around scoring."""
+    algo = section_object("algo", cfg.algo)
+    if cfg.algo.name == "sft":
+        from aegir.loops.sft import SFTModule
+
+        return SFTModule(policy, train, eval_records, algo, seed=cfg.seed, total_steps=cfg.trainer.max_steps)
+    from aegir.loops.grpo import GRPOModule
+    from aegir.rl.rewards import RewardSpec
+
+    spec = RewardSpec.from_config(OmegaConf.to_container(cfg.reward, resolve=True))  # type: ignore[arg-type]
+    if check is not None:
+        check(spec)
+    context = None if reward_context is None else reward_context(spec)
+    return GRPOModule(policy, train, eval_records, spec, algo, seed=cfg.seed, total_steps=cfg.trainer.max_steps,
+                      samples_dir=paths.samples, reward_context=context)
+
+
 def _commerce(cfg: DictConfig, paths: RunPaths) -> StageBuild:
     from pathlib import Path
 
+    import aegir.tasks.commerce.rewards  # noqa: F401  (registers the commerce verifiers)
+    from aegir.rl.rewards import check_records
     from aegir.tasks.commerce.task import prepare_commerce
 
     # First: a model that cannot be loaded fails before the world is built.
     policy = build_policy(section_object("model", cfg.model))
     data = prepare_commerce(section_object("task", cfg.task), cfg.data_seed, Path(cfg.paths.cache_dir))
-    algo = section_object("algo", cfg.algo)
-    if cfg.algo.name == "sft":
-        from aegir.loops.sft import SFTModule
-
-        module: L.LightningModule = SFTModule(policy, data.train, data.eval, algo, seed=cfg.seed,
-                                              total_steps=cfg.trainer.max_steps)
-    else:
-        import aegir.tasks.commerce.rewards  # noqa: F401  (registers the commerce verifiers)
-        from aegir.loops.grpo import GRPOModule
-        from aegir.rl.rewards import RewardSpec
-
-        from aegir.rl.rewards import check_records
-
-        spec = RewardSpec.from_config(OmegaConf.to_container(cfg.reward, resolve=True))  # type: ignore[arg-type]
-        check_records(spec, data.records, data.where)  # a record no reward can score: one line naming it, exit 2
-        module = GRPOModule(policy, data.train, data.eval, spec, algo, seed=cfg.seed,
-                            total_steps=cfg.trainer.max_steps, samples_dir=paths.samples)
+    # A record no reward can score: one line naming it, exit 2.
+    module = _record_loop(cfg, paths, policy, data.train, data.eval,
+                          check=lambda spec: check_records(spec, data.records, data.where))
     return StageBuild(module, count_parameters(policy.model), data.provenance)
 
 
 def _ontology(cfg: DictConfig, paths: RunPaths) -> StageBuild:
     """Ontology composition (aegir/tasks/ontology): SFT on the reference compositions or GRPO on the verifier, with
     the catalog watcher (hot reload, catalogs/<version>.yaml in the run directory) around every scoring call."""
+    from aegir.tasks.ontology.reload import CatalogWatcher
     from aegir.tasks.ontology.task import prepare_ontology
 
     policy = build_policy(section_object("model", cfg.model))
     data = prepare_ontology(section_object("task", cfg.task), cfg.data_seed)
-    algo = section_object("algo", cfg.algo)
-    if cfg.algo.name == "sft":
-        from aegir.loops.sft import SFTModule
-
-        module: L.LightningModule = SFTModule(policy, data.train, data.eval, algo, seed=cfg.seed,
-                                              total_steps=cfg.trainer.max_steps)
-    else:
-        from aegir.loops.grpo import GRPOModule
-        from aegir.rl.rewards import RewardSpec
-        from aegir.tasks.ontology.reload import CatalogWatcher
-
-        spec = RewardSpec.from_config(OmegaConf.to_container(cfg.reward, resolve=True))  # type: ignore[arg-type]
-        watcher = CatalogWatcher(cfg.task.catalog, paths.root, reload=spec.catalog_reload)
-        module = GRPOModule(policy, data.train, data.eval, spec, algo, seed=cfg.seed,
-                            total_steps=cfg.trainer.max_steps, samples_dir=paths.samples, reward_context=watcher)
+    module = _record_loop(cfg, paths, policy, data.train, data.eval, reward_context=lambda spec: CatalogWatcher(
+        cfg.task.catalog, paths.root, reload=spec.catalog_reload))
     return StageBuild(module, count_parameters(policy.model), data.provenance)
 
 
