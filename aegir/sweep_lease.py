@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +132,9 @@ def recover_stale_trials(study: Any, grace_s: float = LEASE_GRACE_S) -> list[tup
     """Fail and re-queue every RUNNING trial whose worker is gone; returns [(trial number, reason)]."""
     import optuna
 
-    optuna.storages.fail_stale_trials(study)  # RDB storages: Optuna's heartbeat (re-queues through `requeue`)
+    with warnings.catch_warnings():  # "experimental" since Optuna 2.9; the warning would open every sweep
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)  # RDB storages: Optuna's heartbeat (re-queues through `requeue`)
     host, now, recovered = socket.gethostname(), time.time(), []
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         started = trial.datetime_start.timestamp() if trial.datetime_start else None
