@@ -14,7 +14,7 @@ from typing import Any, Optional
 from aegir.observe.config import ObservatoryConfig
 from aegir.schema import key
 from aegir.tasks.pretrain.corpus import ARMS
-from aegir.tasks.tables.dataset import TablesDataConfig
+from aegir.tasks.tables.data_config import TablesDataConfig
 
 GATE_OPS = ("<", "<=", ">", ">=", "==", "!=")
 PROBABILITY = {"ge": 0.0, "le": 1.0}
