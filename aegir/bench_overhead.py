@@ -64,7 +64,13 @@ def bare_pretraining(overrides: Sequence[str]) -> float:
     import torch
 
     from aegir.config.validate import section_object, validate
-    from aegir.loops.lm import LN2, adamw_with_schedule, evaluate_windows, lm_logits, next_byte_loss
+    from aegir.loops.lm import (
+        LN2,
+        adamw_with_schedule,
+        evaluate_windows,
+        lm_logits,
+        next_byte_loss,
+    )
     from aegir.models.build import build_model
     from aegir.tasks.pretrain import task as task_module
     from aegir.tasks.pretrain.windows import RandomWindowBatches
