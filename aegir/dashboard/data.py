@@ -277,6 +277,30 @@ def arm_comparisons(runs: Sequence[RunData]) -> list[dict[str, Any]]:
     return comparisons
 
 
+ARMS_JSON = "arms.json"  # the seed aggregate's arm comparison of a multirun, with its aggregate-gate verdicts
+
+
+def aggregate_gates(roots: Sequence[Path]) -> list[dict[str, Any]]:
+    """The verdicts of gates declared on a multirun's aggregate (e.g. over the arms' paired differences), from the
+    `arms.json` the seed aggregate writes at the multirun's root: `{source, label, gates}` per comparison."""
+    out = []
+    for root in roots:
+        for path in sorted(Path(root).rglob(ARMS_JSON)):
+            try:
+                entries = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            for entry in entries if isinstance(entries, list) else []:
+                gates = entry.get("gates") if isinstance(entry, dict) else None
+                if isinstance(gates, dict) and gates:
+                    out.append({"source": str(path), "label": str(entry.get("label", "—")),
+                                "gates": {name: {"verdict": "pass" if g.get("passed") else "fail",
+                                                 "observed": g.get("observed"), "op": g.get("op"),
+                                                 "threshold": g.get("threshold"), "metric": g.get("metric")}
+                                          for name, g in gates.items() if isinstance(g, dict)}})
+    return out
+
+
 # --------------------------------------------------------------------------------------------------- runs, gates
 def objective_ci(run: RunData) -> tuple[str, float | None, float | None]:
     """(metric, value, 95% CI half-width) of a run's objective; an unfinished run's last reported value, no CI."""

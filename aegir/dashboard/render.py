@@ -120,12 +120,13 @@ def build_payload(collection: d.Collection, point_total: int = 600_000) -> dict[
             dynamics[run.id] = found
 
     samples = [s for r in runs for s in d.eval_samples(r, MAX_SAMPLES_PER_RUN)]
-    gate_names = sorted({g for row in table for g in row["gates"]})
+    aggregate = d.aggregate_gates(collection.roots)
+    gate_names = sorted({g for row in table for g in row["gates"]} | {g for a in aggregate for g in a["gates"]})
     payload = {
         "title": "Aegir observatory", "generated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "roots": [str(p) for p in collection.roots], "notices": collection.notices,
         "runs": table, "configs": configs, "metrics": metrics, "series": series, "bands": bands, "arms": arms,
-        "grpo": grpo, "gate_names": gate_names,
+        "grpo": grpo, "gate_names": gate_names, "aggregate_gates": aggregate,
         "provenance": {r.id: d.provenance(r) for r in runs}, "config_table": d.config_table(runs),
         "sweeps": sweeps, "dynamics": dynamics, "samples": samples,
         "downsample": {"points_per_series": budget},

@@ -158,6 +158,11 @@
       const text = `${c.verdict}: ${c.metric} = ${fmt(c.observed)} (${c.op} ${fmt(c.threshold)})`;
       return td(text, "g-" + c.verdict.split(" ")[0]);
     }))));
+    P.aggregate_gates.forEach((a) => rows.push(el("tr", {}, [td(`aggregate: ${a.label} (${a.source})`)].concat(
+      P.gate_names.map((g) => {
+        const c = a.gates[g];
+        return c ? td(`${c.verdict}: ${c.metric} = ${fmt(c.observed)} (${c.op} ${fmt(c.threshold)})`, "g-" + c.verdict) : td("", "g-no");
+      })))));
     s.appendChild(table(["run"].concat(P.gate_names), rows, true));
   }
 
@@ -221,10 +226,8 @@
       sel.querySelector("select").value = pick;
       controls.appendChild(sel);
       s.appendChild(controls);
-      const grid = el("div", {class: "grid"});
-      s.appendChild(grid);
-      const div = figure(grid, make);
-      figure(grid, () => {  // forest plot of every metric's paired differences
+      const div = figure(s, make);
+      figure(s, () => {  // forest plot of every metric's paired differences
         const ys = [], xs = [], lo = [], hi = [], text = [];
         cmp.metrics.forEach((m) => m.diffs.forEach((dd) => {
           ys.push(`${m.metric}: ${dd.reference} − ${dd.other}`); xs.push(dd.mean);
@@ -252,8 +255,16 @@
         const parts = Object.entries(gates).map(([g, v]) => `${g}: ${v.passed ? "pass" : "fail"} (${fmt(v.observed)})`);
         gateRows.push(el("tr", {}, [td(arm), td(run), td(parts.join("; ") || "—")]));
       }));
-      s.appendChild(el("h3", {text: "Gate verdicts by arm"}));
-      s.appendChild(table(["arm", "run", "gates"], gateRows, true));
+      P.aggregate_gates.filter((a) => a.label === cmp.name).forEach((a) => {
+        s.appendChild(el("h3", {text: "Aggregate gates (over the arms, from " + a.source + ")"}));
+        s.appendChild(table(["gate", "verdict", "metric", "observed", "threshold"], Object.entries(a.gates).map(([g, c]) =>
+          el("tr", {}, [td(g), td(c.verdict, "g-" + c.verdict), td(c.metric), td(fmt(c.observed), "num"),
+                        td(`${c.op} ${fmt(c.threshold)}`)])), true));
+      });
+      if (cmp.arms.some((arm) => cmp.gates[arm].some(([, gates]) => Object.keys(gates).length))) {
+        s.appendChild(el("h3", {text: "Gate verdicts by arm"}));
+        s.appendChild(table(["arm", "run", "gates"], gateRows, true));
+      }
     });
   }
 
