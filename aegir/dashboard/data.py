@@ -149,6 +149,12 @@ def seed_band(series: Sequence[Sequence[tuple[int, float]]]) -> dict[str, list[f
             "n": len(series)}
 
 
+def band_members(runs: Sequence[RunData]) -> list[RunData]:
+    """The runs a seed band pools: finished and still-running ones (a live multirun is banded up to its slowest
+    seed); a failed or pruned run is drawn as its own curve, never cutting a band short."""
+    return [r for r in runs if r.record.status in ("finished", "running")]
+
+
 def thin_band(band: Mapping[str, Any], max_points: int) -> dict[str, Any]:
     """A band thinned on its mean's extremes, the lower and upper bounds taken at the same steps."""
     steps, _ = downsample_minmax(band["steps"], band["mean"], max_points)
@@ -261,7 +267,7 @@ def arm_comparisons(runs: Sequence[RunData]) -> list[dict[str, Any]]:
         metrics = []
         for metric in arm_metrics(members):
             finals = {arm: final_values(by_arm[arm], metric) for arm in arms}
-            bands = {arm: seed_band([r.history.get(metric, []) for r in by_arm[arm]]) for arm in arms}
+            bands = {arm: seed_band([r.history.get(metric, []) for r in band_members(by_arm[arm])]) for arm in arms}
             single = {arm: by_arm[arm][0].history.get(metric, []) for arm in arms if bands[arm] is None}
             metrics.append({
                 "metric": metric,

@@ -78,7 +78,7 @@ def build_payload(collection: d.Collection, point_total: int = 600_000) -> dict[
     bands: dict[str, dict[str, Any]] = defaultdict(dict)
     for label, members in banded:
         for metric in metrics:
-            band = d.seed_band([r.history.get(metric, []) for r in members])
+            band = d.seed_band([r.history.get(metric, []) for r in d.band_members(members)])
             if band:
                 bands[label][metric] = d.thin_band(band, budget)
 

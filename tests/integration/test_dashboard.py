@@ -64,7 +64,9 @@ def test_payload_from_real_runs_has_every_panel(multirun: Path) -> None:
     assert payload["runs"][0]["gates"]["learns"]["verdict"] in ("pass", "fail")
     assert next(r for r in payload["runs"] if r["id"] == "9_running")["gates"]["learns"]["verdict"] == "pending"
     assert payload["grpo"] and payload["dynamics"] and payload["samples"] and payload["sweeps"]
-    assert all(len(band["steps"]) > 1 for bands in payload["bands"].values() for band in bands.values())
+    bands = {label: bands["eval/reward"] for label, bands in payload["bands"].items()}
+    # one band per configuration: no_schema's 2 seeds; full's 2 seeds, the running and the torn copy (not the failed)
+    assert sorted(b["n"] for b in bands.values()) == [2, 4] and all(len(b["steps"]) == 3 for b in bands.values())
 
 
 @pytest.mark.slow

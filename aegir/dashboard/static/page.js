@@ -51,8 +51,10 @@
     pending.delete(div);
     if (observer) observer.unobserve(div);
     const spec = make();
-    const layout = Object.assign({margin: {l: 55, r: 15, t: 36, b: 40}, font: {size: 11},
+    const layout = Object.assign({margin: {l: 55, r: 15, t: 40, b: 40}, font: {size: 11},
                                   legend: {font: {size: 10}}, hovermode: "closest"}, spec.layout || {});
+    // titles on the left: the tool bar sits on the right
+    if (layout.title) layout.title = Object.assign({x: 0.01, xanchor: "left", font: {size: 13}}, layout.title);
     Plotly.newPlot(div, spec.data, layout, {responsive: true, displaylogo: false});
     div.dataset.drawn = "1";
   }
@@ -282,8 +284,9 @@
     const get = (m) => (P.series[run] || {})[m];
     const shade = () => P.grpo[run].collapse.map(([a, b]) => ({type: "rect", xref: "x", yref: "paper", x0: a, x1: b,
       y0: 0, y1: 1, fillcolor: "rgba(214,39,40,0.15)", line: {width: 0}}));
-    const simple = (title, metrics) => () => ({data: metrics.filter(get).map((m, i) => line(get(m), m, COLORS[i % COLORS.length])),
-      layout: {title: {text: title}, height: 280, shapes: shade(), xaxis: {title: {text: "step"}}}});
+    const simple = (title, metrics) => () => ({data: metrics.filter(get).map((m, i) => line(get(m), m.replace(/^grpo\//, ""),
+      COLORS[i % COLORS.length])), layout: {title: {text: title}, height: 300, shapes: shade(), xaxis: {title: {text: "step"}},
+      legend: {orientation: "h", x: 0, y: -0.3, font: {size: 10}}, margin: {l: 55, r: 15, t: 40, b: 70}}});
     function build() {
       const g = P.grpo[run];
       figure(grid, () => {
@@ -458,9 +461,9 @@
         layout: {title: {text: "Hard-example board (✓/✗ per checkpoint)"}, height: Math.max(260, 60 + 20 * D.board.ids.length),
                  margin: {l: 120, r: 15, t: 36, b: 40}, xaxis: {type: "category", title: {text: "step"}}}}));
       if (D.logprob) Object.entries(D.logprob.skills).forEach(([skill, z]) => figure(grid, () => ({data: [{type: "heatmap",
-        z: z, x: z[0].map((_, i) => i), y: D.logprob.steps.map(String), colorscale: "RdBu", zmax: 0,
+        z: z, x: z[0].map((_, i) => "token " + i), y: D.logprob.steps.map(String), colorscale: "Viridis", zmax: 0,
         colorbar: {title: {text: "log p"}}}], layout: {title: {text: `Answer-token log-prob: ${skill}`}, height: 260,
-        xaxis: {title: {text: "answer token"}}, yaxis: {type: "category", title: {text: "step"}}}}), "small"));
+        xaxis: {type: "category"}, yaxis: {type: "category", title: {text: "step"}}}}), "small"));
     }
     build();
   }
