@@ -365,9 +365,7 @@
       "were pruned or failed (their objective is the last value they reported). Then the optimisation history.");
     P.sweeps.forEach((sw) => {
       s.appendChild(el("h3", {text: `${sw.name}: ${sw.points.length} runs, objective ${sw.metric} (${sw.mode})`}));
-      const grid = el("div", {class: "grid"});
-      s.appendChild(grid);
-      figure(grid, () => {
+      figure(s, () => {
         const dims = sw.columns.map((c) => {
           const vals = sw.points.map((p) => p.params[c]);
           if (vals.every((v) => typeof v === "number")) return {label: c, values: vals};
@@ -383,9 +381,10 @@
         return {data: [{type: "parcoords", dimensions: dims,
           line: {color: obj.map((v) => isFinite(v) ? v : Math.min(...finite, 0)), colorscale: "Viridis", showscale: true,
                  reversescale: sw.mode === "min"}}],
-          layout: {title: {text: "Parallel coordinates"}, height: 380, margin: {l: 70, r: 70, t: 60, b: 30}}};
+          layout: {title: {text: "Parallel coordinates", y: 0.98, yanchor: "top"}, height: 420,
+                   margin: {l: 80, r: 80, t: 90, b: 30}}};
       });
-      figure(grid, () => {
+      figure(s, () => {
         const symbols = {finished: "circle", pruned: "x", failed: "triangle-down", running: "diamond"};
         const byStatus = {};
         sw.history.forEach((h) => { (byStatus[h.status] = byStatus[h.status] || []).push(h); });
