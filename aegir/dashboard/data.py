@@ -282,7 +282,7 @@ def arm_comparisons(runs: Sequence[RunData]) -> list[dict[str, Any]]:
         gates = {arm: [(r.id, (r.record.summary or {}).get("gates") or {}) for r in by_arm[arm]] for arm in arms}
         comparisons.append({"key": key, "name": str(members[0].record.config.get("name") or "—"), "arms": arms,
                             "reference": reference, "runs": {a: [r.id for r in by_arm[a]] for a in arms},
-                            "metrics": metrics, "gates": gates})
+                            "metrics": metrics, "gates": gates, "data": data_hashes(members)})
     return comparisons
 
 
@@ -308,6 +308,19 @@ def aggregate_gates(roots: Sequence[Path]) -> list[dict[str, Any]]:
                                                  "threshold": g.get("threshold"), "metric": g.get("metric")}
                                           for name, g in gates.items() if isinstance(g, dict)}})
     return out
+
+
+def data_hashes(runs: Sequence[RunData]) -> dict[str, list[str]]:
+    """Per data product of metadata.json (`data.<product>.sha256`), the distinct hashes over the runs: one hash
+    means every arm was scored on the same bytes (a cross-arm instrument), several mean it differs by arm."""
+    hashes: dict[str, set[str]] = defaultdict(set)
+    for run in runs:
+        for product, info in (run.record.metadata.get("data") or {}).items():
+            if isinstance(info, Mapping):
+                for key in ("sha256", "eval_sha256"):
+                    if info.get(key):
+                        hashes[product if key == "sha256" else f"{product}.{key}"].add(str(info[key]))
+    return {k: sorted(v) for k, v in sorted(hashes.items())}
 
 
 # --------------------------------------------------------------------------------------------------- runs, gates

@@ -73,7 +73,9 @@ def build_payload(collection: d.Collection, point_total: int = 600_000) -> dict[
                         "metric": d.objective_ci(members[0])[0], "mean": stat.mean, "ci95": stat.ci95,
                         "arm": sorted({r.arm for r in members})})
 
-    series = {r.id: {m: _series(v, budget) for m, v in r.history.items() if not d.is_companion(m) and v}
+    # a metric's companions stay out of the curves, but eval rewards keep their CI half-width for their bands
+    series = {r.id: {m: _series(v, budget) for m, v in r.history.items()
+                     if v and (not d.is_companion(m) or (m.startswith("eval/") and m.endswith("/ci95")))}
               for r in runs}
     bands: dict[str, dict[str, Any]] = defaultdict(dict)
     for label, members in banded:

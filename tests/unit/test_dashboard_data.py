@@ -89,6 +89,9 @@ def test_arm_comparison_pools_seeds_and_pairs_them(tmp_path: Path) -> None:
     assert diff.p == pytest.approx(ref.pvalue)
     assert entry["finals"]["no_ontology"]["mean"] == pytest.approx(np.mean(finals["no_ontology"]))
     assert entry["bands"]["full"]["mean"] == pytest.approx([8.0, np.mean(finals["full"])])
+    for run in runs:  # the instrument is the same bytes for every arm, the corpus is not
+        run.record.metadata["data"] = {"instrument": {"sha256": "aaa"}, "corpus": {"sha256": run.arm}}
+    assert d.data_hashes(runs[:6]) == {"corpus": ["full", "no_ontology"], "instrument": ["aaa"]}
 
 
 def test_config_diff_matches_the_reports(tmp_path: Path) -> None:

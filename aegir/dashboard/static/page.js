@@ -210,6 +210,10 @@
       "paired-t 95% CI and p.");
     P.arms.forEach((cmp) => {
       s.appendChild(el("h3", {text: `${cmp.name}: arms ${cmp.arms.join(", ")} (reference ${cmp.reference})`}));
+      const same = Object.entries(cmp.data).filter(([, h]) => h.length === 1).map(([k, h]) => `${k} (${h[0].slice(0, 12)})`);
+      const differ = Object.entries(cmp.data).filter(([, h]) => h.length > 1).map(([k, h]) => `${k} (${h.length} hashes)`);
+      s.appendChild(el("p", {class: "why", text: `Same bytes in every run: ${same.join(", ") || "—"}. ` +
+        `Differ between runs: ${differ.join(", ") || "—"}.`}));
       const names = cmp.metrics.map((m) => m.metric);
       const pick = names.find((n) => n.startsWith("eval/")) || names[0];
       let current = cmp.metrics[names.indexOf(pick)];
@@ -300,7 +304,8 @@
         ["grpo/reward/min", "grpo/reward/max"].forEach((k) => { if (get(k)) data.push(line(get(k), k.split("/")[2], "#888", {line: {dash: "dot", width: 1, color: "#888"}})); });
         if (get("eval/reward")) data.push(line(get("eval/reward"), "eval/reward", COLORS[1], {mode: "lines+markers"}));
         return {data: data, layout: {title: {text: "Reward (collapse canary shaded)"}, height: 320, shapes: shade(),
-                                     xaxis: {title: {text: "step"}}}};
+                                     xaxis: {title: {text: "step"}}, legend: {orientation: "h", x: 0, y: -0.3},
+                                     margin: {l: 55, r: 15, t: 40, b: 70}}};
       });
       figure(grid, () => {
         const parts = Object.entries(g.decomposition.parts);
@@ -309,7 +314,8 @@
         if (get("grpo/reward/mean")) data.push(line(get("grpo/reward/mean"), "measured R", "#000", {line: {dash: "dash", color: "#000", width: 1.4}}));
         if (g.decomposition.gate && g.decomposition.gate_rate[0].length) data.push(line(g.decomposition.gate_rate, `gate ${g.decomposition.gate} pass rate (R_A)`, "#555", {yaxis: "y2"}));
         return {data: data, layout: {title: {text: "Decomposition: w_i · mean R_i" + (g.decomposition.gate ? " × R_A" : "")},
-          height: 320, yaxis2: {overlaying: "y", side: "right", range: [0, 1], title: {text: "R_A"}}, xaxis: {title: {text: "step"}}}};
+          height: 320, yaxis2: {overlaying: "y", side: "right", range: [0, 1], title: {text: "R_A"}}, xaxis: {title: {text: "step"}},
+          legend: {orientation: "h", x: 0, y: -0.3}, margin: {l: 55, r: 40, t: 40, b: 70}}};
       });
       g.components.forEach((c) => figure(grid, simple(`component ${c}`, [`grpo/reward/${c}/mean`, `grpo/reward/${c}/std`]), "small"));
       const passes = Object.keys(P.series[run] || {}).filter((k) => k.startsWith("grpo/pass/") || k.startsWith("eval/pass/"));
@@ -322,6 +328,20 @@
       figure(grid, simple("Entropy", ["grpo/entropy"]), "small");
       const weights = Object.keys(P.series[run] || {}).filter((k) => k.startsWith("sampler/") && k.endsWith("_weight"));
       if (weights.length) figure(grid, simple("Task sampler weights", weights), "small");
+      const evalRewards = Object.keys(P.series[run] || {}).filter((k) => /^eval\/([^/]+\/)?reward$/.test(k));
+      if (evalRewards.length) figure(grid, () => {
+        const data = [];
+        evalRewards.forEach((k, i) => {
+          const m = get(k), ci = get(k + "/ci95");
+          if (ci && ci[0].length === m[0].length) {
+            data.push(...band({steps: m[0], mean: m[1], lower: m[1].map((v, j) => v - ci[1][j]),
+                               upper: m[1].map((v, j) => v + ci[1][j]), n: 0}, k, COLORS[i % COLORS.length]));
+            data[data.length - 1].name = k + " ± 95% CI";
+          } else data.push(line(m, k, COLORS[i % COLORS.length]));
+        });
+        return {data: data, layout: {title: {text: "Eval reward per task (± 95% CI over eval prompts)"}, height: 300,
+                xaxis: {title: {text: "step"}}, legend: {orientation: "h", x: 0, y: -0.3}, margin: {l: 55, r: 15, t: 40, b: 70}}};
+      }, "small");
       if (g.tasks.length) figure(grid, () => ({data: [{type: "bar", x: g.tasks.map((t) => t.task), y: g.tasks.map((t) => t.mean),
         error_y: {type: "data", array: g.tasks.map((t) => t.ci95)}, marker: {color: COLORS[2]},
         text: g.tasks.map((t) => `n=${t.n}`)}], layout: {title: {text: "Final eval reward per task (95% CI)"}, height: 280}}), "small");
