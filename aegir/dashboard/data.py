@@ -174,7 +174,7 @@ def curve_metrics(runs: Sequence[RunData]) -> list[str]:
     return sorted(names)
 
 
-def point_budget(n_series: int, total: int = 600_000, most: int = 1000, least: int = 100) -> int:
+def point_budget(n_series: int, total: int = 900_000, most: int = 1000, least: int = 100) -> int:
     """Points per series so that the whole page stays within ~`total` points (its size), each series between
     `least` and `most`: a 3-run multirun keeps fine detail, 50 runs x 10k steps still fits in ~20 MB."""
     if n_series <= 0:

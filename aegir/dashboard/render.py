@@ -39,7 +39,7 @@ def _series(points: Sequence[tuple[int, float]], budget: int) -> list[list[float
     return [steps, values]
 
 
-def build_payload(collection: d.Collection, point_total: int = 600_000) -> dict[str, Any]:
+def build_payload(collection: d.Collection, point_total: int = 900_000) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data; each part only where its data exists."""
     runs = collection.runs
     metrics = d.curve_metrics(runs)

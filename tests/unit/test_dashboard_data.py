@@ -139,7 +139,7 @@ def test_load_shows_torn_lines_running_runs_and_non_runs(tmp_path: Path) -> None
 
 def test_point_budget_keeps_large_pages_small() -> None:
     assert d.point_budget(10) == 1000
-    assert d.point_budget(50 * 80) == 150  # 50 runs x 80 metrics: 600k points in all
+    assert d.point_budget(50 * 80) == 225  # 50 runs x 80 metrics: 900k points in all
     assert d.point_budget(10**6) == 100
 
 
