@@ -68,12 +68,40 @@ def load(paths: Sequence[Path]) -> Collection:
             notices.append(f"{root}: not a run directory (no metadata.json below it)")
         records.extend(r for r in found if r.path not in {x.path for x in records})
     ids = _short_ids([r.path for r in records])
-    runs = [RunData(r, read_history(r.path / HISTORY), ids[i]) for i, r in enumerate(records)]
+    runs = [RunData(r, run_history(r), ids[i]) for i, r in enumerate(records)]
     for run in runs:
         torn = _torn_lines(run.path / HISTORY)
         if torn:
             notices.append(f"{run.path / HISTORY}: {torn} unreadable line(s) skipped (a torn write)")
     return Collection(runs, notices, list(paths))
+
+
+def stage_records(record: RunRecord) -> list[tuple[str, dict[str, Any], Path]]:
+    """(name, metadata, directory) of each stage of a multi-stage run (stages/<k>_<name>/); [] for other runs."""
+    if record.metadata.get("kind") != "multi_stage":
+        return []
+    out = []
+    for stage in record.metadata.get("stages") or []:
+        root = Path(str(stage.get("dir", "")))
+        try:
+            meta = json.loads((root / METADATA).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            meta = {}  # a stage not started yet
+        out.append((str(stage.get("name", root.name)), meta, root))
+    return out
+
+
+def run_history(record: RunRecord) -> dict[str, list[tuple[int, float]]]:
+    """The run's history; a multi-stage run (which logs in its stages) gets its stages' metrics as
+    `<stage>:<metric>`, each on its own stage's steps."""
+    own = read_history(record.path / HISTORY)
+    if own:
+        return own
+    merged: dict[str, list[tuple[int, float]]] = {}
+    for name, _, root in stage_records(record):
+        for metric, series in read_history(root / HISTORY).items():
+            merged[f"{name}:{metric}"] = series
+    return merged
 
 
 def _torn_lines(path: Path) -> int:
@@ -361,9 +389,14 @@ def provenance(run: RunData) -> dict[str, Any]:
     """What exactly the run trained on and with: data products and their hashes, arm, seeds, parent checkpoint,
     git, overrides, versions."""
     meta = run.record.metadata
-    return {key: meta.get(key) for key in ("arm", "seed", "data_seed", "data", "parent", "stage", "git", "overrides",
-                                           "versions", "config_hash", "model", "trial", "observe", "reason")
-            if meta.get(key) not in (None, "", [], {})}
+    out = {key: meta.get(key) for key in ("arm", "seed", "data_seed", "data", "parent", "stage", "git", "overrides",
+                                          "versions", "config_hash", "model", "trial", "observe", "reason")
+           if meta.get(key) not in (None, "", [], {})}
+    stages = {name: {k: stage[k] for k in ("arm", "data", "parent", "model", "status") if stage.get(k)}
+              for name, stage, _ in stage_records(run.record)}
+    if stages:  # a multi-stage run: each stage's data products and the checkpoint it started from
+        out["stages"] = stages
+    return out
 
 
 def config_table(runs: Sequence[RunData]) -> dict[str, dict[str, Any]]:

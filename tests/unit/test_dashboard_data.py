@@ -155,3 +155,22 @@ def test_aggregate_gate_verdicts_are_read_from_the_multiruns_arms_json(tmp_path:
     assert entry["gates"]["M1"] == {"verdict": "pass", "observed": -0.12, "op": "<", "threshold": 0.0,
                                     "metric": "paired/full-no_ontology/eval/bpb/ontology"}
     assert entry["gates"]["final"]["verdict"] == "fail"
+
+
+def test_a_multi_stage_run_shows_its_stages_curves_and_lineage(tmp_path: Path) -> None:
+    root = tmp_path / "run"
+    stages = []
+    for index, name in enumerate(("pretrain", "cta"), 1):
+        stage = root / "stages" / f"{index}_{name}"
+        stage.mkdir(parents=True)
+        parent = {"stage": "pretrain", "checkpoint": "x/best.ckpt"} if name == "cta" else None
+        (stage / "metadata.json").write_text(json.dumps({"status": "finished", "parent": parent,
+                                                         "data": {name: {"sha256": name * 2}}}))
+        (stage / "history.jsonl").write_text(json.dumps({"step": 4, "train/loss": float(index)}) + "\n")
+        stages.append({"index": index, "name": name, "dir": str(stage)})
+    (root / "metadata.json").write_text(json.dumps({"kind": "multi_stage", "status": "finished", "stages": stages}))
+    (run,) = d.load([tmp_path]).runs  # the stages are not runs of their own
+    assert run.history == {"pretrain:train/loss": [(4, 1.0)], "cta:train/loss": [(4, 2.0)]}
+    lineage = d.provenance(run)["stages"]
+    assert lineage["cta"]["parent"]["checkpoint"] == "x/best.ckpt" and lineage["pretrain"]["data"] == {
+        "pretrain": {"sha256": "pretrainpretrain"}}
