@@ -481,19 +481,67 @@ def sweep_points(runs: Sequence[RunData]) -> dict[str, Any] | None:
     mode = records[0].objective_mode
     order = sorted(runs, key=lambda r: ((r.record.trial or {}).get("number", math.inf),
                                         str(r.record.metadata.get("started_at")), r.id))
-    points, best, history = [], None, []
+    points = []
     for i, run in enumerate(order):
         metric, value, _ = objective_ci(run)
         params = {k: _param_value(run.record, k) for k in columns}
         number = (run.record.trial or {}).get("number", i)
         points.append({"run": run.id, "params": params, "objective": value, "status": run.record.status,
                        "trial": number})
-        if value is not None and run.record.status == "finished":
-            best = value if best is None else (max(best, value) if mode == "max" else min(best, value))
-        history.append({"trial": number, "objective": value, "best": best, "status": run.record.status})
     study = next((r.record.trial.get("study") for r in runs if r.record.trial), None)
-    return {"columns": columns, "points": points, "history": history, "mode": mode,
+    return {"columns": columns, "points": points, "history": _best_so_far(points, mode), "mode": mode,
             "metric": records[0].objective_metric, "study": study}
+
+
+STUDY_DB = "study.db"  # a sweep's default storage, in its study directory (aegir.sweep.make_storage)
+_TRIAL_STATUS = {"COMPLETE": "finished", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running",
+                 "WAITING": "running"}
+
+
+def study_trials(roots: Sequence[Path]) -> dict[str, list[dict[str, Any]]]:
+    """Study name -> its trials `{number, status, value, params}` from the `study.db` of each sweep directory below
+    the roots: the trials that left no run directory (a trial refused for bad input) are seen only there."""
+    paths = [p for root in roots for p in sorted(Path(root).rglob(STUDY_DB))]
+    if not paths:
+        return {}
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for path in paths:
+        storage = f"sqlite:///{path.resolve()}"
+        try:
+            for summary in optuna.get_all_study_summaries(storage):
+                study = optuna.load_study(study_name=summary.study_name, storage=storage)
+                out[summary.study_name] = [{"number": t.number, "status": _TRIAL_STATUS.get(t.state.name, "failed"),
+                                            "value": t.value, "params": dict(t.params)} for t in study.trials]
+        except Exception:  # not an Optuna database, or one being migrated: the run directories still show the sweep
+            continue
+    return out
+
+
+def add_storage_only_trials(points: dict[str, Any], trials: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A sweep's points plus the trials of its study that have no run directory, marked as such."""
+    seen = {p["trial"] for p in points["points"]}
+    extra = [t for t in trials if t["number"] not in seen]
+    for trial in extra:
+        params = {k: trial["params"].get(k, "—") for k in points["columns"]}
+        points["points"].append({"run": f"trial {trial['number']} (no run directory)", "params": params,
+                                 "objective": trial["value"], "status": trial["status"], "trial": trial["number"]})
+    if extra:
+        points["points"].sort(key=lambda p: p["trial"])
+        points["history"] = _best_so_far(points["points"], points["mode"])
+    return points
+
+
+def _best_so_far(points: Sequence[Mapping[str, Any]], mode: str) -> list[dict[str, Any]]:
+    best, history = None, []
+    for point in points:
+        value = point["objective"]
+        if value is not None and point["status"] == "finished":
+            best = value if best is None else (max(best, value) if mode == "max" else min(best, value))
+        history.append({"trial": point["trial"], "objective": value, "best": best, "status": point["status"]})
+    return history
 
 
 def _param_value(record: RunRecord, key: str) -> Any:

@@ -108,9 +108,12 @@ def build_payload(collection: d.Collection, point_total: int = 900_000) -> dict[
     by_collection: dict[str, list[d.RunData]] = defaultdict(list)
     for run in runs:
         by_collection[run.record.collection].append(run)
+    trials = d.study_trials(collection.roots)
     for name, members in by_collection.items():
         points = d.sweep_points(members)
         if points:
+            if points["study"] in trials:
+                points = d.add_storage_only_trials(points, trials[points["study"]])
             sweeps.append({"name": name, **points})
 
     dynamics = {}

@@ -174,3 +174,26 @@ def test_a_multi_stage_run_shows_its_stages_curves_and_lineage(tmp_path: Path) -
     lineage = d.provenance(run)["stages"]
     assert lineage["cta"]["parent"]["checkpoint"] == "x/best.ckpt" and lineage["pretrain"]["data"] == {
         "pretrain": {"sha256": "pretrainpretrain"}}
+
+
+def test_sweep_points_add_the_trials_only_the_study_storage_knows(tmp_path: Path) -> None:
+    import optuna
+
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path / 'study.db'}", direction="maximize")
+    for lr, state, value in ((0.1, optuna.trial.TrialState.COMPLETE, 0.5), (0.2, optuna.trial.TrialState.FAIL, None),
+                             (0.3, optuna.trial.TrialState.COMPLETE, 0.7)):
+        study.add_trial(optuna.trial.create_trial(params={"algo.lr": lr}, state=state, value=value,
+                                                  distributions={"algo.lr": optuna.distributions.FloatDistribution(
+                                                      0.0, 1.0)}))
+    runs = []
+    for number, lr, value in ((0, 0.1, 0.5), (2, 0.3, 0.7)):  # trial 1 failed before writing a run directory
+        run = _run(tmp_path, f"t{number}", seed=1, config={"algo": {"lr": lr}}, metrics={"val/bpb": value})
+        run.record.metadata["trial"] = {"study": "s", "number": number, "params": {"algo.lr": lr}}
+        run.record.summary["objective"] = {"metric": "eval/reward", "mode": "max", "value": value}
+        runs.append(run)
+    trials = d.study_trials([tmp_path])
+    assert [t["status"] for t in trials["s"]] == ["finished", "failed", "finished"]
+    points = d.add_storage_only_trials(d.sweep_points(runs), trials["s"])
+    assert [(p["trial"], p["status"], p["params"]["algo.lr"]) for p in points["points"]] == [
+        (0, "finished", 0.1), (1, "failed", 0.2), (2, "finished", 0.3)]
+    assert [h["best"] for h in points["history"]] == [0.5, 0.5, 0.7]
