@@ -412,7 +412,7 @@
           type: "scatter", mode: "markers", name: st, marker: {size: 10, symbol: symbols[st] || "square", color: COLORS[i % COLORS.length]}}));
         data.push({x: sw.history.map((h) => h.trial), y: sw.history.map((h) => h.best), type: "scatter", mode: "lines",
                    line: {shape: "hv", color: "#000"}, name: "best so far"});
-        return {data: data, layout: {title: {text: "Optimisation history"}, height: 380, xaxis: {title: {text: "trial"}},
+        return {data: data, layout: {title: {text: "Optimisation history"}, height: 380, xaxis: {title: {text: "trial"}, dtick: 1},
                                      yaxis: {title: {text: sw.metric}}}};
       });
     });
