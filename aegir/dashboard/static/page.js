@@ -224,8 +224,19 @@
           if (current.bands[arm]) data.push(...band(current.bands[arm], arm, color));
           else if (current.single[arm]) data.push(line(current.single[arm], arm + " (one seed)", color));
         });
-        return {data: data, layout: {title: {text: current.metric + " by arm"}, xaxis: {title: {text: "step"}},
-                                     height: 400}};
+        if (data.length) return {data: data, layout: {title: {text: current.metric + " by arm"},
+                                                      xaxis: {title: {text: "step"}}, height: 400}};
+        // a metric measured only at the end (no curve): each seed's final value per arm, and the mean ± 95% CI
+        cmp.arms.forEach((arm, i) => {
+          const f = current.finals[arm], seeds = Object.keys(f.values);
+          data.push({type: "scatter", mode: "markers", x: seeds.map(() => arm), y: seeds.map((k) => f.values[k]),
+                     text: seeds.map((k) => "seed " + k), name: arm + " seeds", marker: {size: 8, color: rgba(COLORS[i % COLORS.length], 0.5)}});
+          data.push({type: "scatter", mode: "markers", x: [arm], y: [f.mean], name: `${arm} mean ± 95% CI (n=${f.n})`,
+                     error_y: {type: "data", array: [f.ci95 === null ? 0 : f.ci95]}, marker: {size: 14, symbol: "line-ew-open",
+                     color: COLORS[i % COLORS.length], line: {width: 3}}});
+        });
+        return {data: data, layout: {title: {text: current.metric + " at the end, by arm (measured once per run)"}, height: 400,
+                                     xaxis: {type: "category"}}};
       };
       const controls = el("div", {class: "controls"});
       const sel = select(names, (v) => { current = cmp.metrics[names.indexOf(v)]; redraw(div, make); }, "metric");
