@@ -54,18 +54,16 @@ class Collection:
 
 
 def load(paths: Sequence[Path]) -> Collection:
-    """Every run below the given directories (each path must exist: the caller checks). A directory without any
-    metadata.json, or with one that does not parse, becomes a notice on the page rather than an error."""
+    """Every run below the given directories (each path must exist: the caller checks). A directory without runs,
+    or a run whose metadata.json / summary.json cannot be read, becomes a notice on the page rather than an error
+    (the unreadable run stays in the table with its status saying why)."""
     notices: list[str] = []
     records: list[RunRecord] = []
     for root in paths:
         found = find_runs([root])
-        parsed = {r.path for r in found}
-        for meta in sorted(Path(root).rglob(METADATA)):
-            if meta.parent not in parsed and "stages" not in meta.relative_to(root).parts[:-2]:
-                notices.append(f"{meta}: unreadable metadata.json (being written, or not JSON): skipped")
         if not found:
             notices.append(f"{root}: not a run directory (no metadata.json below it)")
+        notices.extend(f"{r.path}: {r.status}" for r in found if r.problem is not None)
         records.extend(r for r in found if r.path not in {x.path for x in records})
     ids = _short_ids([r.path for r in records])
     runs = [RunData(r, run_history(r), ids[i]) for i, r in enumerate(records)]

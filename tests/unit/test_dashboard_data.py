@@ -135,6 +135,12 @@ def test_load_shows_torn_lines_running_runs_and_non_runs(tmp_path: Path) -> None
     assert d.objective_ci(loaded) == ("—", None, None)  # no objective declared, none reached
     assert any("1 unreadable line" in n for n in collection.notices)
     assert any(str(empty) in n and "not a run directory" in n for n in collection.notices)
+    torn = tmp_path / "other" / "1_torn"
+    torn.mkdir(parents=True)
+    (torn / "metadata.json").write_text('{"status": "runn')  # being written
+    (bad,) = d.load([tmp_path / "other"]).runs  # listed, saying why, not dropped
+    assert bad.record.status.startswith("unreadable: metadata.json is not valid JSON")
+    assert d.gate_cells(bad) == {} and d.provenance(bad) == {}
 
 
 def test_point_budget_keeps_large_pages_small() -> None:
