@@ -69,7 +69,7 @@ def _check_observatory(resolved: dict[str, Any]) -> None:
     if obs.enabled:
         from aegir.observe.probes import check_user_files
 
-        check_user_files(obs)
+        check_user_files(obs, str(resolved["task"]["name"]))
 
 
 # Checks spanning several keys of one model family / task (single-key ranges are declared in the schema).

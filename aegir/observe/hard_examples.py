@@ -152,13 +152,13 @@ def _judge_classifier(module: Any, board: Sequence[Mapping[str, Any]]) -> list[d
     return out
 
 
-def column_board(board: Sequence[Mapping[str, Any]], budget: Any, labels: Sequence[str], path: Any, kind: str,
+def column_board(board: Sequence[Mapping[str, Any]], budget: Any, labels: Sequence[str], path: Any,
                  shipped: bool) -> list[dict[str, Any]]:
-    """The board of a column classifier, each example with the token `ids` of its `columns` serialized under the
-    run's budgets (`budget`: a SerializeBudget), in the task's own format: the target column, the main column
-    (CPA, where it is required), the context columns. An example whose `expected` is not one of the run's labels
-    is an InputError naming it in a user's board, and is left out with a warning in a shipped one (a SOTAB label
-    vocabulary may lack some of the generator's labels)."""
+    """The board of a column classifier (its shape checked by `aegir.observe.probes.check_board_task`), each example
+    with the token `ids` of its `columns` serialized under the run's budgets (`budget`: a SerializeBudget), in the
+    task's own format: the target column, the main column (CPA), the context columns. An example whose `expected`
+    is not one of the run's labels is an InputError naming it in a user's board, and is left out with a warning in
+    a shipped one (a SOTAB label vocabulary may lack some of the generator's labels)."""
     from aegir.tasks.tables.serialize import serialize_column
     from aegir.tasks.tables.table import Table
 
@@ -167,12 +167,7 @@ def column_board(board: Sequence[Mapping[str, Any]], budget: Any, labels: Sequen
     skipped: list[str] = []
     for item in board:
         where = f"hard-example board {path}, example '{item['id']}'"
-        columns = item.get("columns")
-        if not isinstance(columns, Mapping):
-            raise InputError(f"{where}: a {kind} board gives 'columns' {{target, main, context}}, not a prompt")
-        if (kind == "cpa") != ("main" in columns):
-            raise InputError(f"{where}: 'columns.main' is " + ("required for cpa" if kind == "cpa" else
-                                                               "only for cpa (the pair's subject column)"))
+        columns = item["columns"]
         if str(item["expected"]) not in known:
             if not shipped:
                 raise InputError(f"{where}: expected label '{item['expected']}' is not one of the task's "

@@ -29,7 +29,8 @@ from aegir.observe import dynamics_math as dm
 from aegir.observe import figures
 from aegir.observe.config import ObservatoryConfig
 from aegir.observe.hard_examples import column_board, judge_board
-from aegir.observe.probes import board_path, build_probe_set, load_board, probe_lines, probe_set_sha256
+from aegir.observe.probes import (board_path, build_probe_set, check_board_task, load_board, probe_lines,
+                                  probe_set_sha256)
 from aegir.observe.readout import Readout, is_classifier, read_probes, tracked_parameters
 from aegir.rundir import _finite, sha256_file, update_json
 
@@ -142,11 +143,10 @@ class Observatory:
             log.warning("observatory: the shipped ontology board is written against the shipped catalog, not "
                         "task.catalog=%s; pass your own with callbacks.observatory.hard_examples.file", task.catalog)
             self.board, self.board_file = [], None
-        if self.board and not is_classifier(module) and any("prompt" not in i for i in self.board):
-            raise InputError(f"hard-example board {self.board_file}: task={self.task_name} generates text: every "
-                             "example gives a 'prompt' ('columns' are for cta / cpa)")
+        if self.board:
+            check_board_task(self.board, self.board_file, self.task_name)
         if self.board and is_classifier(module):
-            self.board = column_board(self.board, task.data.budget(), module.labels, self.board_file, self.task_name,
+            self.board = column_board(self.board, task.data.budget(), module.labels, self.board_file,
                                       shipped=not obs.hard_examples.file)
         self.init_weights: dict[str, Tensor] | None = None
         self.init_step = 0

@@ -180,12 +180,30 @@ def board_path(task_name: str, file: str | None) -> Path | None:
     return shipped if shipped.is_file() else None
 
 
-def check_user_files(obs: ObservatoryConfig) -> None:
-    """Validate the user's probe file and board before any work (called by aegir.config.validate)."""
+def check_board_task(board: Sequence[Mapping[str, Any]], path: Any, task_name: str) -> None:
+    """A board fits its task: the column classifier's examples give `columns` (with `main` for cpa, without for
+    cta), every other task's a `prompt` (InputError naming the example)."""
+    classifier = task_name in ("cta", "cpa")
+    for item in board:
+        where = f"hard-example board {path}, example '{item['id']}'"
+        if not classifier and "prompt" not in item:
+            raise InputError(f"{where}: task={task_name} generates text: give a 'prompt' ('columns' are for cta, "
+                             "cpa)")
+        if classifier and "columns" not in item:
+            raise InputError(f"{where}: task={task_name} classifies columns: give 'columns' {{target, main, "
+                             "context}}, not a prompt")
+        if classifier and (task_name == "cpa") != ("main" in item["columns"]):
+            raise InputError(f"{where}: 'columns.main' is " + ("required for cpa" if task_name == "cpa" else
+                                                               "only for cpa (the pair's subject column)"))
+
+
+def check_user_files(obs: ObservatoryConfig, task_name: str) -> None:
+    """Validate the user's probe file and board (also against the task) before any work (called by
+    aegir.config.validate)."""
     if obs.probes.file:
         load_probe_file(obs.probes.file)
     if obs.hard_examples.enabled and obs.hard_examples.file:
-        load_board(obs.hard_examples.file)
+        check_board_task(load_board(obs.hard_examples.file), obs.hard_examples.file, task_name)
 
 
 # --------------------------------------------------------------------------------------------------- built sets

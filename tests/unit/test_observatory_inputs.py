@@ -11,8 +11,8 @@ from aegir.config import validate
 from aegir.errors import InputError
 from aegir.config.groups import group_options
 from aegir.observe.hard_examples import column_board, composition_score, judge_text, parse_number
-from aegir.observe.probes import (BOARDS_DIR, load_board, load_probe_file, pretrain_probes, probe_set_sha256,
-                                  toy_difficulty, toy_probes)
+from aegir.observe.probes import (BOARDS_DIR, check_board_task, load_board, load_probe_file, pretrain_probes,
+                                  probe_set_sha256, toy_difficulty, toy_probes)
 from aegir.run.compose import compose_config
 
 
@@ -118,7 +118,7 @@ def test_column_boards_use_the_tasks_labels_and_serialize_as_its_data() -> None:
         board = load_board(path)
         assert {item["expected"] for item in board} <= set(labels.labels(kind)), kind
         assert all(("main" in item["columns"]) == (kind == "cpa") for item in board), kind
-        serialized = column_board(board, budget, labels.labels(kind), path, kind, shipped=True)
+        serialized = column_board(board, budget, labels.labels(kind), path, shipped=True)
         assert len(serialized) == len(board)
         for item in serialized:
             text = render(item["ids"])
@@ -127,7 +127,7 @@ def test_column_boards_use_the_tasks_labels_and_serialize_as_its_data() -> None:
     # By hand: the target segment is 8 + 53 bytes (<= 64); the context gets min(24, 96 - 63 - 1) = 24 bytes, the
     # marker's 9 and 15 of its first value, cut at a character boundary ("ê" is two bytes).
     first = load_board(BOARDS_DIR / "cta.yaml")[0]
-    assert render(column_board([first], budget, labels.cta_labels, "b", "cta", shipped=True)[0]["ids"]) == \
+    assert render(column_board([first], budget, labels.cta_labels, "b", shipped=True)[0]["ids"]) == \
         "<|cls|>target: R$ 1.299,90 | 89,90 | R$ 12,50 | 2.450,00 | R$ 349,00<|sep|>context: Tênis Corrida <|sep|>"
 
 
@@ -136,13 +136,24 @@ def test_a_label_the_run_lacks_drops_a_shipped_example_and_refuses_a_users() -> 
 
     board = [{"id": "a", "category": "c", "expected": "price", "columns": {"target": ["1,50"]}},
              {"id": "b", "category": "c", "expected": "Telephone", "columns": {"target": ["+55 11 3061-2000"]}}]
-    kept = column_board(board, SerializeBudget(), ["price", "telephone"], "shipped.yaml", "cta", shipped=True)
+    kept = column_board(board, SerializeBudget(), ["price", "telephone"], "shipped.yaml", shipped=True)
     assert [item["id"] for item in kept] == ["a"]
     with pytest.raises(InputError, match=r"^hard-example board mine.yaml, example 'b': expected label 'Telephone' "
                                          r"is not one of the task's 2 labels$"):
-        column_board(board, SerializeBudget(), ["price", "telephone"], "mine.yaml", "cta", shipped=False)
-    with pytest.raises(InputError, match=r"'columns.main' is required for cpa"):
-        column_board(board, SerializeBudget(), ["price", "telephone"], "mine.yaml", "cpa", shipped=False)
+        column_board(board, SerializeBudget(), ["price", "telephone"], "mine.yaml", shipped=False)
+
+
+def test_a_board_must_fit_its_task_before_the_run_starts(tmp_path: Path) -> None:
+    path = tmp_path / "board.yaml"
+    path.write_text("examples:\n  - {id: a, category: c, columns: {target: ['1,50']}, expected: price}\n")
+    with pytest.raises(InputError, match=r"example 'a': 'columns.main' is required for cpa$"):
+        check_board_task(load_board(path), path, "cpa")
+    check_board_task(load_board(path), path, "cta")
+    with pytest.raises(InputError, match=rf"^hard-example board {path}, example 'a': task=pretrain generates text: "
+                                         r"give a 'prompt'"):  # the default task, before any work
+        validate(compose_config(["callbacks=observatory", f"callbacks.observatory.hard_examples.file={path}"]))
+    with pytest.raises(InputError, match=r"example 'a': task=cta classifies columns: give 'columns'"):
+        check_board_task([{"id": "a", "prompt": "p"}], path, "cta")
 
 
 def test_ontology_board_prompts_are_the_tasks_and_references_get_full_marks() -> None:
