@@ -106,9 +106,11 @@ def reliability_diagram(bins: Sequence[Mapping[str, float]], ece: float, mce: fl
 
 
 def trajectory_heatmap(steps: Sequence[int], values: np.ndarray, path: Path, title: str) -> np.ndarray:
-    """Answer token (x) x snapshot step (y) of mean log-probs [steps, tokens]."""
+    """Answer token (x) x snapshot step (y) of mean log-probs [steps, tokens]; at most 12 inches wide, so a
+    300-token answer (an ontology composition) is squeezed rather than drawn thousands of pixels wide."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.25 * values.shape[1] + 2.0), max(2.5, 0.3 * len(steps) + 1.2)))
+    width = min(12.0, max(4.0, 0.25 * values.shape[1] + 2.0))
+    fig, ax = plt.subplots(figsize=(width, max(2.5, 0.3 * len(steps) + 1.2)))
     image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="magma", vmin=min(-8.0, float(
         np.nanmin(values)) if np.isfinite(values).any() else -8.0), vmax=0.0, interpolation="nearest")
     ax.set_yticks(range(len(steps)), [str(s) for s in steps], fontsize=7)
