@@ -695,9 +695,9 @@ def observe_in_process(name: str, overrides: Sequence[str], steps: int) -> None:
     loop (Lightning's own step, without the Trainer) against one snapshot with pictures and one without; the
     observatory's share of the run follows from the run's step count and its default cadence."""
     import lightning as L
-    from omegaconf import OmegaConf
 
     from aegir.config import validate
+    from aegir.config.validate import section_object
     from aegir.loops.factory import build_stage
     from aegir.observe.observatory import Observatory, Sink
     from aegir.run.compose import compose_config
@@ -721,9 +721,8 @@ def observe_in_process(name: str, overrides: Sequence[str], steps: int) -> None:
         if hasattr(module, "evaluate_all"):  # GRPO scores the eval set once more, at step 0, inside fit
             fit_cpu -= val_cpu
         step_cpu = fit_cpu / max(int(trainer.global_step), 1)
-        obs_cfg = OmegaConf.to_container(cfg.callbacks.observatory, resolve=True)
-        task = OmegaConf.to_container(cfg.task, resolve=True)
-        observatory = Observatory(obs_cfg, Path(tmp), task, int(cfg.data_seed), module)  # type: ignore[arg-type]
+        obs_cfg = section_object("callbacks", cfg.callbacks).observatory
+        observatory = Observatory(obs_cfg, Path(tmp), section_object("task", cfg.task), int(cfg.data_seed), module)
         observatory.prepare(module, 0, None)
         sink = Sink()
         observatory.snapshot(module, 0, 0, {}, sink)  # warm-up: imports, first pictures
@@ -735,7 +734,7 @@ def observe_in_process(name: str, overrides: Sequence[str], steps: int) -> None:
         without_figures = time.process_time() - started
     total_steps, interval = int(cfg.trainer.max_steps), int(cfg.trainer.val_check_interval)
     evals = total_steps // interval
-    every = int(obs_cfg["figures_every_n_evals"])  # type: ignore[index]
+    every = obs_cfg.figures_every_n_evals
     drawn = 1 + evals // every + (1 if evals % every else 0)
     observe_cpu = drawn * with_figures + (evals + 1 - drawn) * without_figures
     run_cpu = total_steps * step_cpu + evals * val_cpu  # startup and the final evaluation left out: an upper bound

@@ -63,13 +63,13 @@ def _check_hf_model(model: dict[str, Any]) -> None:
 def _check_observatory(resolved: dict[str, Any]) -> None:
     """The observatory's check across keys and, when it is on, the user's probe file and hard-example board (one
     line naming the file and line)."""
-    obs = resolved["callbacks"]["observatory"]
+    obs = section_object("callbacks", resolved["callbacks"]).observatory
     for key, message in observatory_problems(obs):
         fail(f"callbacks.observatory.{key}", message)
-    if obs["enabled"]:
+    if obs.enabled:
         from aegir.observe.probes import check_user_files
 
-        check_user_files(obs)
+        check_user_files(obs, str(resolved["task"]["name"]))
 
 
 # Checks spanning several keys of one model family / task (single-key ranges are declared in the schema).

@@ -8,7 +8,9 @@ The loop is rebuilt from the run's resolved config (metadata.json) with the run'
 are the run's initial weights (drift from init works even when training ran without the observatory); each
 checkpoint's weights are loaded and every instrument runs on them, appending to the run's observe/ files (rows
 marked `"source": "posthoc:<checkpoint>"`) and writing TensorBoard events into its tb/. A multi-stage run is
-processed stage by stage. Gradient norms and update ratios need a training step and are left out.
+processed stage by stage: `--checkpoint best` is each stage's own best.ckpt, and each stage's records go to
+`stages/<k>_<name>/observe/` (found relative to RUN_DIR, so a moved or copied run directory works). Gradient norms
+and update ratios need a training step and are left out.
 """
 
 from __future__ import annotations
@@ -22,23 +24,25 @@ from typing import Any
 
 from aegir.errors import InputError
 from aegir.exit_status import FINISHED, exit_status
-from aegir.rundir import METADATA, TB_DIR, RunPaths, read_history, read_json
+from aegir.observe.config import ObservatoryConfig
+from aegir.rundir import METADATA, STAGES, TB_DIR, RunPaths, read_history, read_json
 
 log = logging.getLogger("aegir")
 
 
-def _observatory_config(run_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The run's own observatory settings when it had them switched on, else the defaults of
-    `callbacks=observatory` (the run directory's config may predate the observatory)."""
+def _observatory_config(run_cfg: dict[str, Any]) -> ObservatoryConfig:
+    """The run's own observatory settings over the defaults of `callbacks=observatory` (the run directory's config
+    may predate the observatory), switched on, as the typed section."""
     from omegaconf import OmegaConf
 
+    from aegir.config.validate import section_object
     from aegir.run.compose import compose_config
 
-    defaults = OmegaConf.to_container(compose_config(["callbacks=observatory"]).callbacks.observatory, resolve=True)
+    callbacks = OmegaConf.to_container(compose_config(["callbacks=observatory"]).callbacks, resolve=True)
     own = (run_cfg.get("callbacks") or {}).get("observatory")
-    merged = OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(own or {}))
-    merged.enabled = True
-    return OmegaConf.to_container(merged, resolve=True)  # type: ignore[return-value]
+    merged = OmegaConf.merge(OmegaConf.create(callbacks), OmegaConf.create({"observatory": own or {}}))
+    merged.observatory.enabled = True
+    return section_object("callbacks", merged).observatory
 
 
 def _checkpoint_path(paths: RunPaths, name: str) -> Path:
@@ -48,12 +52,27 @@ def _checkpoint_path(paths: RunPaths, name: str) -> Path:
     return path
 
 
-def observe_stage(run_dir: Path, checkpoints: Sequence[str], tensorboard: bool = True) -> list[int]:
-    """Every instrument on each checkpoint of one (single-stage) run directory; returns the steps observed."""
+def _moved_parent(pretrained: Any, run_root: Path | None) -> Any:
+    """A stage's `model.pretrained` (an earlier stage's best.ckpt, recorded as an absolute path) found again under
+    `run_root` when the multi-stage run directory was moved or copied; unchanged otherwise."""
+    if not pretrained or run_root is None or Path(str(pretrained)).is_file():
+        return pretrained
+    parts = Path(str(pretrained)).parts
+    if STAGES not in parts:
+        return pretrained
+    moved = run_root.joinpath(*parts[len(parts) - 1 - parts[::-1].index(STAGES):])
+    return str(moved) if moved.is_file() else pretrained
+
+
+def observe_stage(run_dir: Path, checkpoints: Sequence[str], tensorboard: bool = True,
+                  run_root: Path | None = None) -> list[int]:
+    """Every instrument on each checkpoint of one (single-stage) run directory, or of one stage of the multi-stage
+    run at `run_root`; returns the steps observed."""
     import lightning as L
     import torch
     from omegaconf import OmegaConf
 
+    from aegir.config.validate import section_object
     from aegir.loops.factory import build_stage
     from aegir.observe.observatory import Observatory, Sink
 
@@ -65,10 +84,12 @@ def observe_stage(run_dir: Path, checkpoints: Sequence[str], tensorboard: bool =
     ckpt_paths = [_checkpoint_path(paths, name) for name in checkpoints]
     obs_cfg = _observatory_config(run_cfg)
     cfg = OmegaConf.create({k: v for k, v in run_cfg.items() if k != "hydra"})
+    moved = _moved_parent(cfg.model.get("pretrained"), run_root)
+    if moved != cfg.model.get("pretrained"):
+        cfg.model.pretrained = moved
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     module = build_stage(cfg, paths).module  # seeded: the run's initial weights
-    task = OmegaConf.to_container(cfg.task, resolve=True)
-    observatory = Observatory(obs_cfg, paths.root, task, int(cfg.data_seed), module)  # type: ignore[arg-type]
+    observatory = Observatory(obs_cfg, paths.root, section_object("task", cfg.task), int(cfg.data_seed), module)
     observatory.prepare(module, 0, paths.metadata)
     writer = None
     if tensorboard:
@@ -101,14 +122,19 @@ def observe_run(run_dir: Path, checkpoints: Sequence[str], tensorboard: bool = T
         raise InputError(f"{run_dir}: not a run directory (no {METADATA})")
     metadata = read_json(run_dir / METADATA)
     if metadata.get("kind") == "multi_stage":
-        for stage in metadata.get("stages", []):
-            stage_dir = Path(stage["dir"])
-            stage_dir = stage_dir if stage_dir.is_absolute() else run_dir / stage_dir
-            print(f"stage {stage.get('name')}:")
-            observe_stage(stage_dir, checkpoints, tensorboard)
+        dirs = [run_dir / STAGES / f"{stage['index']}_{stage['name']}" for stage in metadata.get("stages", [])]
+        missing = [str(d) for d in dirs if not (d / METADATA).is_file()]
+        if missing or not dirs:
+            raise InputError(f"{run_dir}: multi-stage run without the stage directories it lists "
+                             f"({', '.join(missing) or 'none listed'})")
+        for stage, stage_dir in zip(metadata["stages"], dirs):
+            print(f"stage {stage['name']}:")
+            observe_stage(stage_dir, checkpoints, tensorboard, run_root=run_dir)
+        where = ", ".join(f"{d}/observe/" for d in dirs)
     else:
         observe_stage(run_dir, checkpoints, tensorboard)
-    print(f"observatory records: {run_dir}/observe/ (and per stage); tensorboard --logdir {run_dir}")
+        where = f"{run_dir}/observe/"
+    print(f"observatory records: {where}; tensorboard --logdir {run_dir}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

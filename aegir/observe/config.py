@@ -1,12 +1,14 @@
 """The schema of `callbacks.observatory`: types and allowed values (aegir/schema.py's `key`), no defaults --
 conf/callbacks/default.yaml holds every default and what each key means, conf/callbacks/observatory.yaml switches
-the instruments on. `observatory_problems` holds the one check that spans two keys; aegir.config.validate runs it.
+the instruments on. The observatory receives an `ObservatoryConfig` instance (`section_object("callbacks", ...)`
+.observatory), never the mapping. `observatory_problems` holds the one check that spans two keys;
+aegir.config.validate runs it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Optional
 
 from aegir.schema import key
 
@@ -87,11 +89,11 @@ class ObservatoryConfig:
 PARTS = ("history", "geometry", "trajectories", "calibration", "hard_examples", "radar")
 
 
-def observatory_problems(obs: Any) -> list[tuple[str, str]]:
+def observatory_problems(obs: ObservatoryConfig) -> list[tuple[str, str]]:
     """(key under callbacks.observatory, what is wrong) for the checks that span keys; single-key ranges are
     declared above."""
-    probes = obs["probes"]
-    if not int(probes["answer_tokens"]) < int(probes["window_bytes"]):
-        return [("probes.answer_tokens", f"must be < probes.window_bytes = {probes['window_bytes']}, got "
-                                         f"{probes['answer_tokens']}")]
+    probes = obs.probes
+    if not probes.answer_tokens < probes.window_bytes:
+        return [("probes.answer_tokens", f"must be < probes.window_bytes = {probes.window_bytes}, got "
+                                         f"{probes.answer_tokens}")]
     return []

@@ -293,3 +293,20 @@ def histogram(values: Sequence[int], width: int) -> list[int]:
     for v in values:
         counts[min(int(v), len(counts) - 1)] += 1
     return counts
+
+
+def most_moved(names: Sequence[str], current: Mapping[str, float | None], base: Mapping[str, float | None] | None,
+               limit: int) -> list[str]:
+    """The `limit` names whose score moved most from `base` (|current - base|, a missing score read as 0), in
+    their original order; all of them when there are no more than `limit`. Ties keep the earlier name. Without a
+    base, the first `limit`. Why: a radar with ~80 axes (CTA label families) is unreadable."""
+    if len(names) <= limit:
+        return list(names)
+    if base is None:
+        return list(names[:limit])
+
+    def moved(name: str) -> float:
+        return abs(float(current.get(name) or 0.0) - float(base.get(name) or 0.0))
+
+    ranked = sorted(range(len(names)), key=lambda i: (-moved(names[i]), i))[:limit]
+    return [names[i] for i in sorted(ranked)]

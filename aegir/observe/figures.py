@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 DPI = 80
+RADAR_AXES = 24  # more labels than this around a 5-inch radar overlap
 
 def _plt() -> Any:
     import matplotlib
@@ -62,16 +63,21 @@ def _colours(labels: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
 
 
 def scatter_map(points: np.ndarray, skills: Sequence[str], path: Path, title: str) -> np.ndarray:
-    """2-D map of the probes coloured by skill."""
+    """2-D map of the probes coloured by skill; with many skills (CTA label families) the legend goes beside the
+    map, in columns of 25, so it never covers the points."""
     plt = _plt()
     names, colour = _colours(skills)
-    fig, ax = plt.subplots(figsize=(5.0, 4.2))
+    columns = math.ceil(len(names) / 25)
+    fig, ax = plt.subplots(figsize=(5.0 + (1.9 * columns if len(names) > 10 else 0.0), 4.2))
     skills_arr = np.asarray(skills)
     for name in names:
         sel = skills_arr == name
         ax.scatter(points[sel, 0], points[sel, 1], s=10, color=colour[name], label=name, alpha=0.8)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7, markerscale=1.5, loc="best")
+    if len(names) > 10:
+        ax.legend(fontsize=5, markerscale=1.0, loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=columns)
+    else:
+        ax.legend(fontsize=7, markerscale=1.5, loc="best")
     return _finish(fig, path)
 
 
@@ -100,9 +106,11 @@ def reliability_diagram(bins: Sequence[Mapping[str, float]], ece: float, mce: fl
 
 
 def trajectory_heatmap(steps: Sequence[int], values: np.ndarray, path: Path, title: str) -> np.ndarray:
-    """Answer token (x) x snapshot step (y) of mean log-probs [steps, tokens]."""
+    """Answer token (x) x snapshot step (y) of mean log-probs [steps, tokens]; at most 12 inches wide, so a
+    300-token answer (an ontology composition) is squeezed rather than drawn thousands of pixels wide."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.25 * values.shape[1] + 2.0), max(2.5, 0.3 * len(steps) + 1.2)))
+    width = min(12.0, max(4.0, 0.25 * values.shape[1] + 2.0))
+    fig, ax = plt.subplots(figsize=(width, max(2.5, 0.3 * len(steps) + 1.2)))
     image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap="magma", vmin=min(-8.0, float(
         np.nanmin(values)) if np.isfinite(values).any() else -8.0), vmax=0.0, interpolation="nearest")
     ax.set_yticks(range(len(steps)), [str(s) for s in steps], fontsize=7)
@@ -115,8 +123,14 @@ def trajectory_heatmap(steps: Sequence[int], values: np.ndarray, path: Path, tit
 
 def radar(skills: Sequence[str], current: Mapping[str, float], base: Mapping[str, float] | None, path: Path,
           title: str) -> np.ndarray:
-    """Per-skill scores as a polygon, the base (step 0) polygon underneath."""
+    """Per-skill scores as a polygon, the base (step 0) polygon underneath; at most `RADAR_AXES` axes, those that
+    moved most since the base (skills.jsonl keeps every score)."""
+    from aegir.observe.dynamics_math import most_moved
+
     plt = _plt()
+    if len(skills) > RADAR_AXES:
+        title = f"{title}\n({RADAR_AXES} of {len(skills)} skills: those that moved most since step 0)"
+        skills = most_moved(skills, current, base, RADAR_AXES)
     angles = np.linspace(0, 2 * math.pi, max(len(skills), 1), endpoint=False).tolist()
     fig = plt.figure(figsize=(5.0, 5.0))
     ax = fig.add_subplot(111, polar=True)

@@ -27,8 +27,11 @@ from torch import Tensor
 from aegir.errors import InputError
 from aegir.observe import dynamics_math as dm
 from aegir.observe import figures
-from aegir.observe.probes import board_path, build_probe_set, load_board, probe_lines, probe_set_sha256
-from aegir.observe.readout import Readout, read_probes, tracked_parameters
+from aegir.observe.config import ObservatoryConfig
+from aegir.observe.hard_examples import column_board, judge_board
+from aegir.observe.probes import (board_path, build_probe_set, check_board_task, load_board, probe_lines,
+                                  probe_set_sha256)
+from aegir.observe.readout import Readout, is_classifier, read_probes, tracked_parameters
 from aegir.rundir import _finite, sha256_file, update_json
 
 log = logging.getLogger("aegir")
@@ -122,20 +125,29 @@ def _round(values: Mapping[str, float], digits: int = 8) -> dict[str, float | No
 class Observatory:
     """The instruments of one run directory (or one stage's)."""
 
-    def __init__(self, obs: Mapping[str, Any], root: Path, task: Mapping[str, Any], data_seed: int,
-                 module: Any) -> None:
+    def __init__(self, obs: ObservatoryConfig, root: Path, task: Any, data_seed: int, module: Any) -> None:
+        """`obs`: the typed `callbacks.observatory` section; `task`: the typed `task` section."""
         self.cfg = obs
         self.root = Path(root)
         self.dir = self.root / OBSERVE_DIR
         self.figures = self.dir / "figures"
-        self.task_name = str(task["name"])
-        self.probes, self.probe_source = build_probe_set(task, data_seed, obs["probes"], module)
+        self.task_name = str(task.name)
+        self.probes, self.probe_source = build_probe_set(task, data_seed, obs.probes, module)
         self.probe_sha = probe_set_sha256(self.probes)
         self.board: list[dict[str, Any]] = []
         self.board_file: Path | None = None
-        if obs["hard_examples"]["enabled"]:
-            self.board_file = board_path(self.task_name, obs["hard_examples"].get("file"))
+        if obs.hard_examples.enabled:
+            self.board_file = board_path(self.task_name, obs.hard_examples.file)
             self.board = load_board(self.board_file) if self.board_file is not None else []
+        if self.board and self.task_name == "ontology" and task.catalog and not obs.hard_examples.file:
+            log.warning("observatory: the shipped ontology board is written against the shipped catalog, not "
+                        "task.catalog=%s; pass your own with callbacks.observatory.hard_examples.file", task.catalog)
+            self.board, self.board_file = [], None
+        if self.board:
+            check_board_task(self.board, self.board_file, self.task_name)
+        if self.board and is_classifier(module):
+            self.board = column_board(self.board, task.data.budget(), module.labels, self.board_file,
+                                      shipped=not obs.hard_examples.file)
         self.init_weights: dict[str, Tensor] | None = None
         self.init_step = 0
         self.prev_weights: dict[str, Tensor] | None = None
@@ -156,8 +168,8 @@ class Observatory:
     # ------------------------------------------------------------------ setup
     def due(self, part: str, eval_index: int) -> bool:
         """Part `part` runs at the baseline (eval_index 0) and at every `every_n_evals`-th validation."""
-        spec = self.cfg[part]
-        return bool(spec["enabled"]) and eval_index % int(spec["every_n_evals"]) == 0
+        spec = getattr(self.cfg, part)
+        return bool(spec.enabled) and eval_index % spec.every_n_evals == 0
 
     def prepare(self, module: Any, step: int, metadata: Path | None) -> None:
         """Write (or check) the probe set and the initial weights, read back what earlier snapshots recorded (up to
@@ -175,7 +187,7 @@ class Observatory:
         if init.is_file():
             saved = torch.load(init, map_location="cpu", weights_only=True)
             self.init_weights, self.init_step = saved["weights"], int(saved["step"])
-        elif self.cfg["history"]["enabled"]:
+        elif self.cfg.history.enabled:
             self.init_weights, self.init_step = self._copy_weights(module), step
             torch.save({"step": step, "weights": self.init_weights}, init)
         self._restore(step, module)
@@ -225,8 +237,8 @@ class Observatory:
             return {}
         readout = None
         if {"geometry", "trajectories", "calibration", "radar"} & set(parts):
-            readout = read_probes(module, self.probes, batch_size=int(self.cfg["probes"]["batch_size"]),
-                                  answer_tokens=int(self.cfg["probes"]["answer_tokens"]))
+            readout = read_probes(module, self.probes, batch_size=self.cfg.probes.batch_size,
+                                  answer_tokens=self.cfg.probes.answer_tokens)
         skills = readout.skill_accuracy(self.probes) if readout is not None else {}
         head = headline(metrics)
         scalars: dict[str, float] = {}
@@ -243,7 +255,7 @@ class Observatory:
             scalars.update(self._calibration(readout, base, sink))
         if readout is not None and "radar" in parts:
             self._radar(skills, head, base, sink)
-        if eval_index % int(self.cfg["figures_every_n_evals"]) == 0:
+        if eval_index % self.cfg.figures_every_n_evals == 0:
             self.draw_figures(sink)
         scalars["observe/seconds"] = time.perf_counter() - started
         scalars["observe/cpu_seconds"] = time.process_time() - started_cpu
@@ -280,10 +292,9 @@ class Observatory:
                "update_ratio": _round(dict(update_ratio)) if update_ratio else None,
                "metrics": _round(dict(head)), "skills": _round(dict(skills)), "alarms": {}}
         rows = [*self.history_rows, row]
-        h = self.cfg["history"]
-        alarms = dm.stability_alarms(rows, weight_explode=float(h["weight_explode"]),
-                                     grad_explode=float(h["grad_explode"]), grad_vanish=float(h["grad_vanish"]),
-                                     dead_after=int(h["dead_after"]), dead_tol=float(h["dead_tol"]))
+        h = self.cfg.history
+        alarms = dm.stability_alarms(rows, weight_explode=h.weight_explode, grad_explode=h.grad_explode,
+                                     grad_vanish=h.grad_vanish, dead_after=h.dead_after, dead_tol=h.dead_tol)
         row["alarms"] = alarms
         append_row(self.dir / FILES["history"], row)
         self.history_rows.append(row)
@@ -340,7 +351,7 @@ class Observatory:
         path = self.figures / f"geometry_step{step:06d}{self.suffix}.png"
 
         def geometry_map() -> np.ndarray:
-            method = str(self.cfg["geometry"]["map"])
+            method = self.cfg.geometry.map
             points = _umap_2d(last) if method == "umap" else None
             if points is None:
                 method, points = "pca", dm.pca_2d(last)
@@ -348,7 +359,7 @@ class Observatory:
             return figures.scatter_map(points, skill_list, path, title)
 
         self._figure("observe/geometry_map", step, geometry_map)
-        if self.cfg["geometry"]["projector"] and sink.writer is not None:
+        if self.cfg.geometry.projector and sink.writer is not None:
             metadata = [[str(p["id"]), str(p["skill"])] for p in self.probes]
             for layer in ("last", "middle"):
                 sink.writer.add_embedding(torch.from_numpy(getattr(readout, layer).astype(np.float32)),
@@ -422,19 +433,19 @@ class Observatory:
     # ------------------------------------------------------------------ 5. calibration
     def _calibration(self, readout: Readout, base: dict[str, Any], sink: Sink) -> dict[str, float]:
         step = int(base["step"])
-        c = self.cfg["calibration"]
-        n_bins = int(c["bins"])
+        c = self.cfg.calibration
+        n_bins = c.bins
         ece, mce, bins = dm.expected_calibration_error(readout.conf, readout.correct, n_bins)
         adaptive = dm.adaptive_calibration_error(readout.conf, readout.correct, n_bins)
         conf_mean = float(readout.conf.mean()) if readout.conf.size else math.nan
         acc = float(readout.correct.mean()) if readout.correct.size else math.nan
         entropy_mean = float(readout.entropy.mean()) if readout.entropy.size else math.nan
-        high = float(c["high_entropy"]) * readout.max_entropy
+        high = c.high_entropy * readout.max_entropy
         high_frac = float((readout.entropy > high).mean()) if readout.entropy.size else math.nan
         width = int(readout.position.max()) + 1 if readout.position.size else 0
         profile = dm.position_profile(readout.entropy.tolist(), readout.position.tolist(), width)
         over = conf_mean - acc
-        flags = {"overconfident": bool(over > float(c["overconfidence"])),
+        flags = {"overconfident": bool(over > c.overconfidence),
                  "high_uncertainty": bool(high_frac > 0.5)}
         by_skill: dict[str, dict[str, float]] = {}
         skills = np.array([str(self.probes[i]["skill"]) for i in readout.probe.tolist()])
@@ -458,10 +469,9 @@ class Observatory:
 
     # ------------------------------------------------------------------ 6. hard examples
     def _hard_examples(self, module: Any, base: dict[str, Any], sink: Sink) -> dict[str, float]:
-        from aegir.observe.hard_examples import judge_board
-
         step = int(base["step"])
-        limit = int(self.cfg["hard_examples"]["max_new_tokens"])
+        # The board may ask for longer completions than the default (ontology compositions).
+        limit = max([self.cfg.hard_examples.max_new_tokens, *(int(i.get("max_new_tokens", 0)) for i in self.board)])
         loop_limit = getattr(getattr(module, "algo", None), "max_completion_length", None)
         if loop_limit:  # GRPO: never longer than the loop's own completions
             limit = min(limit, loop_limit)
@@ -479,7 +489,7 @@ class Observatory:
                 flip = "fixed" if result["ok"] else "broke"
                 flips.append(f"{key}: {flip}")
             row = {**base, "id": key, "category": item["category"], "ok": result["ok"], "error": result["error"],
-                   "flip": flip, "completion": result["completion"]}
+                   "flip": flip, "completion": result["completion"], "score": result.get("score")}
             append_row(self.dir / FILES["hard_examples"], row)
             self.hard_rows.append(row)
             shown = result["completion"].replace("|", "\\|").replace("\n", " ")[:60]
@@ -533,7 +543,7 @@ class Observatory:
                     lines.append(f"| {skill} | {shown} |")
                 sink.text("observe/learned_order", "\n".join(lines), int(self.trajectory_rows[-1]["step"]))
                 sink.flush()
-        if self.cfg["radar"]["enabled"] and self.cfg["radar"]["gif"] and self.radar_frames:
+        if self.cfg.radar.enabled and self.cfg.radar.gif and self.radar_frames:
             figures.gif([p for p in self.radar_frames if p.is_file()], self.figures / "radar.gif")
         return stability_summary(self.dir)
 

@@ -15,14 +15,12 @@ with and without it (tests/integration/test_observatory.py).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch.callbacks import Callback
-from omegaconf import DictConfig, OmegaConf
-
+from aegir.observe.config import ObservatoryConfig
 from aegir.observe.dynamics_math import group_by_layer
 from aegir.observe.observatory import Observatory, Sink, headline
 from aegir.observe.readout import tracked_parameters
@@ -31,19 +29,12 @@ from aegir.rundir import METADATA, RunPaths, read_history
 log = logging.getLogger("aegir")
 
 
-def _plain(node: Any) -> Any:
-    if isinstance(node, DictConfig):
-        return OmegaConf.to_container(node, resolve=True)
-    if hasattr(node, "__dataclass_fields__"):
-        return OmegaConf.to_container(OmegaConf.structured(node), resolve=True)
-    return node
-
-
 class ObservatoryCallback(Callback):
     """Drives an `Observatory` from the training loop."""
 
-    def __init__(self, obs: Mapping[str, Any], root: Path, task: Mapping[str, Any], data_seed: int) -> None:
-        self.obs_cfg, self.root, self.task, self.data_seed = dict(obs), Path(root), dict(task), int(data_seed)
+    def __init__(self, obs: ObservatoryConfig, root: Path, task: Any, data_seed: int) -> None:
+        """`obs`: the typed `callbacks.observatory` section; `task`: the typed `task` section."""
+        self.obs_cfg, self.root, self.task, self.data_seed = obs, Path(root), task, int(data_seed)
         self.observatory: Observatory | None = None
         self.eval_index = 0
         self._baseline_checked = False
@@ -58,7 +49,10 @@ class ObservatoryCallback(Callback):
 
     @classmethod
     def from_config(cls, cfg: Any, paths: RunPaths) -> "ObservatoryCallback":
-        return cls(_plain(cfg.callbacks.observatory), paths.root, _plain(cfg.task), int(cfg.data_seed))
+        from aegir.config.validate import section_object
+
+        return cls(section_object("callbacks", cfg.callbacks).observatory, paths.root,
+                   section_object("task", cfg.task), int(cfg.data_seed))
 
     # ------------------------------------------------------------------ state (checkpointed)
     def state_dict(self) -> dict[str, Any]:
@@ -90,7 +84,7 @@ class ObservatoryCallback(Callback):
             self.observatory.snapshot(pl_module, 0, 0, step0, self._sink(trainer))
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        if self.observatory is None or not self.obs_cfg["history"]["enabled"]:
+        if self.observatory is None or not self.obs_cfg.history.enabled:
             return
         names = [n for n, p in self._params.items() if p.grad is not None]
         if names:

@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from aegir.errors import InputError
+from aegir.observe.config import ObservatoryConfig, ProbeSetConfig
 
 BOARDS_DIR = Path(__file__).resolve().parent / "boards"
 PRETRAIN_KINDS = ("ontology", "ddl", "rows", "prose")
+MATCHES = ("exact", "prefix", "contains", "number", "composition")  # aegir/observe/hard_examples.py
 # Documents of the synthetic corpus the pretraining probes come from: far beyond any corpus size, so the probes are
 # never training text, and independent of `task.data.n_documents` and of the arm.
 PROBE_DOCUMENT_OFFSET = 1_000_000
@@ -95,8 +97,10 @@ def _is_chat(value: Any) -> bool:
 
 
 def load_board(path: str | Path) -> list[dict[str, Any]]:
-    """A hard-example board: YAML {examples: [{id, category, prompt, expected, match?, format?, record?}]}; the
-    prompt is a string or chat messages (InputError naming the file and the entry)."""
+    """A hard-example board: YAML {max_new_tokens?, examples: [{id, category, prompt | columns, expected, match?,
+    format?, record?}]} (aegir/observe/hard_examples.py); the prompt is a string or chat messages, `columns` a
+    table for the column classifier. InputError naming the file and the entry. A board-wide `max_new_tokens` is
+    copied onto every example."""
     import yaml
 
     path = Path(path)
@@ -111,38 +115,95 @@ def load_board(path: str | Path) -> list[dict[str, Any]]:
     examples = (data or {}).get("examples") if isinstance(data, dict) else None
     if not isinstance(examples, list) or not examples:
         raise InputError(f"hard-example board {path}: needs a non-empty 'examples' list")
+    unknown = sorted(set(data) - {"examples", "max_new_tokens"})
+    if unknown:
+        raise InputError(f"hard-example board {path}: unknown top-level key(s) {', '.join(unknown)}; allowed: "
+                         "examples, max_new_tokens")
+    limit = data.get("max_new_tokens")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
+        raise InputError(f"hard-example board {path}: 'max_new_tokens' must be an integer >= 1, got {limit!r}")
     seen: set[str] = set()
     for index, item in enumerate(examples, start=1):
         where = f"hard-example board {path}, example {index}"
         if not isinstance(item, dict):
-            raise InputError(f"{where}: must be a mapping with id, category, prompt, expected")
+            raise InputError(f"{where}: must be a mapping with id, category, prompt (or columns), expected")
         for key in ("id", "category", "expected"):
             if not isinstance(item.get(key), (str, int, float)) or str(item.get(key)) == "":
                 raise InputError(f"{where}: '{key}' is missing or empty")
-        if not (isinstance(item.get("prompt"), str) and item["prompt"]) and not _is_chat(item.get("prompt")):
+        if ("prompt" in item) == ("columns" in item):
+            raise InputError(f"{where}: give exactly one of 'prompt' (generating tasks) or 'columns' (CTA / CPA)")
+        if "prompt" in item and not (isinstance(item["prompt"], str) and item["prompt"]) \
+                and not _is_chat(item["prompt"]):
             raise InputError(f"{where}: 'prompt' must be a non-empty string or a list of {{role, content}} messages")
-        if str(item.get("match", "exact")) not in ("exact", "prefix", "contains", "number"):
-            raise InputError(f"{where}: 'match' must be one of exact, prefix, contains, number")
+        if "columns" in item:
+            problem = _columns_problem(item["columns"])
+            if problem:
+                raise InputError(f"{where}: 'columns' {problem}")
+        if str(item.get("match", "exact")) not in MATCHES:
+            raise InputError(f"{where}: 'match' must be one of {', '.join(MATCHES)}")
+        if item.get("match") == "composition" and not isinstance((item.get("record") or {}).get("footprint"), dict):
+            raise InputError(f"{where}: 'match: composition' needs the footprint the verifier checks, as "
+                             "'record: {footprint: {tables: [...]}}'")
         if str(item["id"]) in seen:
             raise InputError(f"{where}: duplicate id '{item['id']}'")
         seen.add(str(item["id"]))
-    return [{k: (str(v) if k in ("id", "category", "expected") else v) for k, v in item.items()} for item in examples]
+    out = [{k: (str(v) if k in ("id", "category", "expected") else v) for k, v in item.items()} for item in examples]
+    return [{**item, "max_new_tokens": limit} for item in out] if limit is not None else out
+
+
+def _columns_problem(columns: Any) -> str | None:
+    """What is wrong with a classifier example's table, or None: {target: [values], main?: [values],
+    context?: [[values], ...]}, every value a scalar."""
+    def values_ok(column: Any) -> bool:
+        return isinstance(column, list) and bool(column) and all(
+            isinstance(v, (str, int, float)) and not isinstance(v, bool) and str(v) != "" for v in column)
+
+    if not isinstance(columns, dict):
+        return "must be a mapping {target, main (CPA), context}"
+    unknown = sorted(set(columns) - {"target", "main", "context"})
+    if unknown:
+        return f"has unknown key(s) {', '.join(map(str, unknown))}; allowed: target, main, context"
+    for role in ("target", "main"):
+        if (role == "target" or role in columns) and not values_ok(columns.get(role)):
+            return f"'{role}' must be a non-empty list of values"
+    context = columns.get("context", [])
+    if not isinstance(context, list) or not all(values_ok(c) for c in context):
+        return "'context' must be a list of non-empty lists of values"
+    return None
 
 
 def board_path(task_name: str, file: str | None) -> Path | None:
     """The board a run uses: the user's file, or the one shipped for the task (None when there is none)."""
     if file:
         return Path(file)
-    shipped = BOARDS_DIR / f"{'cta' if task_name == 'cpa' else task_name}.yaml"
+    shipped = BOARDS_DIR / f"{task_name}.yaml"
     return shipped if shipped.is_file() else None
 
 
-def check_user_files(obs: Mapping[str, Any]) -> None:
-    """Validate the user's probe file and board before any work (called by aegir.config.validate)."""
-    if obs["probes"].get("file"):
-        load_probe_file(obs["probes"]["file"])
-    if obs["hard_examples"]["enabled"] and obs["hard_examples"].get("file"):
-        load_board(obs["hard_examples"]["file"])
+def check_board_task(board: Sequence[Mapping[str, Any]], path: Any, task_name: str) -> None:
+    """A board fits its task: the column classifier's examples give `columns` (with `main` for cpa, without for
+    cta), every other task's a `prompt` (InputError naming the example)."""
+    classifier = task_name in ("cta", "cpa")
+    for item in board:
+        where = f"hard-example board {path}, example '{item['id']}'"
+        if not classifier and "prompt" not in item:
+            raise InputError(f"{where}: task={task_name} generates text: give a 'prompt' ('columns' are for cta, "
+                             "cpa)")
+        if classifier and "columns" not in item:
+            raise InputError(f"{where}: task={task_name} classifies columns: give 'columns' {{target, main, "
+                             "context}}, not a prompt")
+        if classifier and (task_name == "cpa") != ("main" in item["columns"]):
+            raise InputError(f"{where}: 'columns.main' is " + ("required for cpa" if task_name == "cpa" else
+                                                               "only for cpa (the pair's subject column)"))
+
+
+def check_user_files(obs: ObservatoryConfig, task_name: str) -> None:
+    """Validate the user's probe file and board (also against the task) before any work (called by
+    aegir.config.validate)."""
+    if obs.probes.file:
+        load_probe_file(obs.probes.file)
+    if obs.hard_examples.enabled and obs.hard_examples.file:
+        check_board_task(load_board(obs.hard_examples.file), obs.hard_examples.file, task_name)
 
 
 # --------------------------------------------------------------------------------------------------- built sets
@@ -241,23 +302,40 @@ def column_probes(examples: Sequence[Any], labels: Sequence[str], data_seed: int
     return _balanced(dict(sorted(by_family.items())), n)
 
 
-def build_probe_set(task: Mapping[str, Any], data_seed: int, probes_cfg: Mapping[str, Any], module: Any
+def build_probe_set(task: Any, data_seed: int, probes_cfg: ProbeSetConfig, module: Any
                     ) -> tuple[list[dict[str, Any]], str]:
-    """(probes, source) for a run: the user's file, or the set built for the task from data_seed."""
-    n = int(probes_cfg["n"])
-    if probes_cfg.get("file"):
-        return load_probe_file(probes_cfg["file"]), str(probes_cfg["file"])
-    name = str(task["name"])
+    """(probes, source) for a run (`task`: the typed task section): the user's file, or the set built for the task
+    from data_seed."""
+    n = probes_cfg.n
+    if probes_cfg.file:
+        return load_probe_file(probes_cfg.file), str(probes_cfg.file)
+    name = str(task.name)
     if name == "pretrain":
-        source = str((task.get("data") or {}).get("source", "synthetic"))
+        source = str(task.data.source)
         if source == "synthetic":
-            return pretrain_probes(data_seed, n, int(probes_cfg["window_bytes"])), "built:pretrain"
-        windows = module.val_windows[:n]
-        return [{"id": f"val/{i}", "skill": "val", "text": bytes(w.tolist()).decode("utf-8", errors="replace")}
-                for i, w in enumerate(windows)], "built:val_windows"
+            return pretrain_probes(data_seed, n, probes_cfg.window_bytes), "built:pretrain"
+        return window_probes(module.val_windows[:n]), "built:val_windows"
     if name == "toy_arith":
-        return toy_probes(data_seed, n, int(task["max_operand"]), str(task["ops"])), "built:toy_arith"
+        return toy_probes(data_seed, n, int(task.max_operand), str(task.ops)), "built:toy_arith"
     if name in ("cta", "cpa"):
         return column_probes(module.val_examples, module.labels, data_seed, n), f"built:{name}"
     records = getattr(module, "eval_records", None) or []
     return record_probes(records, data_seed, n), f"built:{name}"
+
+
+def window_probes(windows: Sequence[Any]) -> list[dict[str, Any]]:
+    """The first validation windows of a pretraining run on files or serialized tables. A window holding special
+    tokens (the [CLS] / [SEP] of serialized tables, which no text can spell) keeps its token `ids`, with `text` its
+    readable form; the others are plain `text`."""
+    from aegir.tokenizer import ByteTokenizer
+
+    tokenizer = ByteTokenizer()
+    out: list[dict[str, Any]] = []
+    for i, window in enumerate(windows):
+        ids = [int(t) for t in window.tolist()]
+        if all(t < 256 for t in ids):
+            out.append({"id": f"val/{i}", "skill": "val", "text": bytes(ids).decode("utf-8", errors="replace")})
+        else:
+            out.append({"id": f"val/{i}", "skill": "val", "ids": ids,
+                        "text": tokenizer.decode(ids, skip_special=False)})
+    return out

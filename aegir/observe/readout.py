@@ -120,6 +120,8 @@ def _pool(hidden: Tensor | None, lengths: Tensor, fallback: Tensor) -> Tensor:
 def _encode_lm_probe(policy: Any, probe: Mapping[str, Any], answer_tokens: int) -> tuple[list[int], int]:
     """(ids, first scored target index). Text probes score every next-token prediction (targets 1..L-1) and their
     last `answer_tokens` tokens are the answer; record probes score the answer tokens after the prompt."""
+    if "ids" in probe:  # a pretraining window with special tokens (serialized tables), scored like text
+        return [int(t) for t in probe["ids"]], 1
     if "text" in probe:
         ids = policy.encode_completion(str(probe["text"]))[:-1]  # the text's tokens, without the end of turn
         return ids, 1

@@ -5,6 +5,7 @@ TensorBoard view (read back with EventAccumulator), leaves the training metrics 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 
 from aegir.main import run
 from aegir.observe.__main__ import main as observe_main
+from aegir.observe.probes import BOARDS_DIR, load_board
+from aegir.tasks.tables.labels import load_label_map
 from aegir.rundir import read_history, read_json
 from tests.conftest import run_cli
 
@@ -192,24 +195,105 @@ def test_a_killed_run_resumes_its_instruments_append_only(tmp_path: Path) -> Non
         assert a == b, name
 
 
-CTA_SMALL = ["+experiment=cta_from_scratch", "trainer.max_steps=4", "trainer.val_check_interval=2",
-             "trainer.enable_progress_bar=false", "task.data.n_tables=60", "task.data.total_bytes=96",
-             "task.data.target_bytes=64", "task.data.per_column_bytes=24", "model.d_model=32", "model.n_layers=1",
-             "model.head_size=32", "algo.batch_size=8", "algo.warmup_steps=1", *OBS]
+TABLES = ["task.data.n_tables=60", "task.data.total_bytes=96", "task.data.target_bytes=64",
+          "task.data.per_column_bytes=24", "algo.batch_size=8", "algo.warmup_steps=1", "trainer.max_steps=4",
+          "trainer.val_check_interval=2"]
+TINY = ["trainer.enable_progress_bar=false", "model.d_model=32", "model.n_layers=1", "model.head_size=32"]
+
+
+def _stage_set(stage: str, overrides: list[str]) -> list[str]:
+    return [f"++stages.{stage}.set.{o}" for o in overrides]
 
 
 @pytest.mark.slow
-def test_observatory_on_classification_an_hnet_and_a_lora_policy(compose, tmp_path: Path, one_thread: None,
-                                                                   hf_tiny_dir: Path) -> None:
-    run(compose([*CTA_SMALL, f"paths.output_root={tmp_path / 'cta'}"], fast=False))
-    cta = _run_dir(tmp_path / "cta") / "observe"
+def test_multi_stage_run_judges_the_cta_board_and_is_observed_after_the_fact_per_stage(
+        compose, tmp_path: Path, one_thread: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """+experiment=pretrain_then_cta with the observatory: each stage has its own records (the CTA stage judges the
+    shipped CTA board); then `python -m aegir.observe RUN_DIR` observes each stage's own checkpoint, also after the
+    run directory was moved."""
+    overrides = ["+experiment=pretrain_then_cta", *TINY, *OBS, "gates.required=false",
+                 f"paths.output_root={tmp_path / 'ms'}",
+                 *_stage_set("pretrain", ["trainer.max_steps=4", "trainer.val_check_interval=2",
+                                          "task.data.n_documents=60", "task.seq_len=64", "task.batch_size=4",
+                                          "task.val_windows=8"]),
+                 *_stage_set("cta", TABLES)]
+    run(compose(overrides, fast=False), overrides)
+    run_dir = _run_dir_multi(tmp_path / "ms")
+    pretrain, cta = run_dir / "stages" / "1_pretrain" / "observe", run_dir / "stages" / "2_cta" / "observe"
+    assert not (run_dir / "observe").exists()
+
+    windows = _rows(pretrain / "probe_set.jsonl")  # serialized tables: windows keep their [CLS] / [SEP] ids
+    assert len(windows) == 8 and any(max(p["ids"]) >= 256 for p in windows if "ids" in p)
+    assert [r["step"] for r in _rows(pretrain / "learning_history.jsonl")] == [0, 2, 4]
+
     history = _rows(cta / "learning_history.jsonl")
     assert [r["step"] for r in history] == [0, 2, 4] and "head" in history[0]["layers"]
     calibration = _rows(cta / "calibration.jsonl")
     assert calibration[0]["n"] == 24 and calibration[0]["entropy_max"] > 0  # one softmax over the labels per probe
     assert _rows(cta / "geometry.jsonl")[0]["layers"]["last"] == "pooled features"
-    assert not (cta / "hard_examples.jsonl").exists()  # no board ships for classification
+    board = load_board(BOARDS_DIR / "cta.yaml")
+    hard = _rows(cta / "hard_examples.jsonl")
+    assert len(hard) == 3 * len(board) and {r["step"] for r in hard} == {0, 2, 4}
+    labels = set(load_label_map().cta_labels)
+    assert all(r["completion"] in labels and 0 <= r["score"] <= 1 for r in hard)
+    assert all(r["ok"] == (r["completion"] == item["expected"]) for r, item in zip(hard, board))
+    assert {r["error"] for r in hard} <= {None, "wrong label"}
+    metadata = read_json(run_dir / "stages" / "2_cta" / "metadata.json")
+    assert metadata["observe"]["hard_examples"]["file"].endswith("boards/cta.yaml")
 
+    # After the fact, on the run directory moved elsewhere (stage 2 finds stage 1's checkpoint again under it).
+    moved = tmp_path / "moved"
+    shutil.move(run_dir, moved)
+    pretrain, cta = moved / "stages" / "1_pretrain" / "observe", moved / "stages" / "2_cta" / "observe"
+    capsys.readouterr()
+    assert observe_main([str(moved), "--checkpoint", "last"]) == 0
+    printed = capsys.readouterr().out
+    assert "stage pretrain:" in printed and "stage cta:" in printed
+    for stage, steps in ((pretrain, 4), (cta, 4)):
+        rows = _rows(stage / "learning_history.jsonl")
+        assert rows[-1]["source"] == "posthoc:last" and rows[-1]["step"] == steps
+        assert rows[-1]["drift_init"] == pytest.approx(rows[-2]["drift_init"])  # the same weights as at step 4
+        with np.load(stage / "embeddings" / f"step_{steps:06d}_posthoc-last.npz") as emb:
+            assert emb["last"].shape[0] == len(_rows(stage / "probe_set.jsonl"))
+        assert (stage / "figures" / f"radar_step{steps:06d}_posthoc-last.png").stat().st_size > 1000
+    posthoc = [r for r in _rows(cta / "hard_examples.jsonl") if r["source"] == "posthoc:last"]
+    trained = [r for r in hard if r["step"] == 4]
+    assert [(r["id"], r["completion"]) for r in posthoc] == [(r["id"], r["completion"]) for r in trained]
+
+
+def _run_dir_multi(root: Path) -> Path:
+    dirs = [p.parent for p in root.rglob("metadata.json") if p.parent.parent.name != "stages"]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+@pytest.mark.slow
+def test_cpa_and_ontology_boards_are_judged_in_short_runs(compose, tmp_path: Path, one_thread: None) -> None:
+    run(compose(["+experiment=cta_from_scratch", "task=cpa", *TINY, *TABLES, *OBS, "task.data.total_bytes=128",
+                 "task.data.target_bytes=48", f"paths.output_root={tmp_path / 'cpa'}"], fast=False))
+    cpa = _run_dir(tmp_path / "cpa") / "observe"
+    board = load_board(BOARDS_DIR / "cpa.yaml")
+    hard = _rows(cpa / "hard_examples.jsonl")
+    assert len(hard) == 3 * len(board) and [r["id"] for r in hard[:len(board)]] == [i["id"] for i in board]
+    assert all(r["completion"] in load_label_map().cpa_labels for r in hard)
+
+    run(compose(["task=ontology", "algo=grpo", "reward=ontology", "objective.metric=eval/reward",
+                 "objective.mode=max", *TINY, *OBS, "task.n_records=80", "task.n_eval=4", "algo.group_size=2",
+                 "algo.prompts_per_step=2", "algo.max_completion_length=48", "algo.warmup_steps=0",
+                 "trainer.max_steps=2", "trainer.val_check_interval=2", f"paths.output_root={tmp_path / 'onto'}"],
+                fast=False))
+    onto = _run_dir(tmp_path / "onto") / "observe"
+    board = load_board(BOARDS_DIR / "ontology.yaml")
+    hard = _rows(onto / "hard_examples.jsonl")
+    assert len(hard) == 2 * len(board) and {r["category"] for r in hard} == {i["category"] for i in board}
+    # The GRPO loop's completion limit (48 bytes) caps the board's own 320: every random-init answer is cut short.
+    assert all(len(r["completion"].encode()) <= 48 and r["score"] is not None for r in hard)
+    assert {r["error"] for r in hard} <= {"truncated", "format error", "wrong answer", "reward error"}
+
+
+@pytest.mark.slow
+def test_observatory_on_an_hnet_and_an_hf_policy(compose, tmp_path: Path, one_thread: None,
+                                                 hf_tiny_dir: Path) -> None:
     run(compose(["model=hnet_nano", "model.d_model=[32,64,64]", "task.data.n_documents=120", "task.seq_len=64",
                  "task.batch_size=4", "task.val_windows=8", "task.val_batch_size=8", "algo.warmup_steps=2",
                  "trainer.enable_progress_bar=false", *PRETRAIN, *OBS, f"paths.output_root={tmp_path / 'hnet'}"],
@@ -230,7 +314,14 @@ def test_observatory_on_classification_an_hnet_and_a_lora_policy(compose, tmp_pa
     hf = _run_dir(tmp_path / "hf") / "observe"
     history = _rows(hf / "learning_history.jsonl")
     assert history[0]["layers"][0] == "model.layers.0" and history[1]["drift_init"]["model.layers.0"] > 0
-    assert _rows(hf / "geometry.jsonl")[0]["layers"]["last"].endswith("model.norm")
-    assert {r["skill"] for r in _rows(hf / "probe_set.jsonl")} == {"extraction", "sql_qa", "insights", "push"}
+    geometry = _rows(hf / "geometry.jsonl")
+    assert geometry[0]["layers"]["last"].endswith("model.norm") and [r["step"] for r in geometry] == [0, 2]
+    probes = _rows(hf / "probe_set.jsonl")
+    assert {r["skill"] for r in probes} == {"extraction", "sql_qa", "insights", "push"}
+    width = json.loads((hf_tiny_dir / "config.json").read_text())["hidden_size"]
+    for row in geometry:  # the probes' pooled hidden states at the final norm and a middle layer of the HF model
+        with np.load(hf / row["file"]) as emb:
+            assert emb["last"].shape == emb["middle"].shape == (len(probes), width)
+            assert emb["ids"].tolist() == [p["id"] for p in probes] and np.isfinite(emb["last"]).all()
     assert len(_rows(hf / "hard_examples.jsonl")) == 2 * 7  # the commerce board at steps 0 and 2
     assert all(len(v) > 1 for v in _rows(hf / "trajectories.jsonl")[0]["logprobs"].values())

@@ -115,6 +115,9 @@ def test_every_root_key_has_a_meaning() -> None:
     ("algo.delta=1.1", "algo.delta", "must be > 1 + algo.clip_eps_high"),
     ("algo.top_entropy_quantile=0", "algo.top_entropy_quantile", "must be in (0, 1]"),
     ("model.head_size=0", "model.head_size", "must be >= 1"),
+    ("callbacks.observatory.calibration.bins=0", "callbacks.observatory.calibration.bins", "must be >= 1, got 0"),
+    ("callbacks.observatory.hard_examples.max_new_tokens=0", "callbacks.observatory.hard_examples.max_new_tokens",
+     "must be >= 1, got 0"),
 ])
 def test_range_errors_name_the_full_key(compose, override: str, key: str, fragment: str) -> None:
     with pytest.raises(InputError) as info:

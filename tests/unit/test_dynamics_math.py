@@ -123,3 +123,13 @@ def test_stability_alarms() -> None:
                       "vanishing_gradients": ["b"], "dead_layers": ["a"]}
     assert dm.stability_alarms([init, first, _row({"a": math.nan, "b": 1.0}, {"a": math.inf})], **kw) == {
         "nonfinite": ["a"]}
+
+
+def test_most_moved_keeps_the_axes_that_changed_most_in_their_order() -> None:
+    names = ["a", "b", "c", "d"]
+    base = {"a": 0.5, "b": 0.1, "c": 0.2, "d": 0.9}
+    current = {"a": 0.5, "b": 0.6, "c": None, "d": 0.4}  # moved: a 0, b 0.5, c 0.2 (None read as 0), d 0.5
+    assert dm.most_moved(names, current, base, 2) == ["b", "d"]
+    assert dm.most_moved(names, current, base, 3) == ["b", "c", "d"]
+    assert dm.most_moved(names, current, base, 4) == names and dm.most_moved(names, current, None, 2) == ["a", "b"]
+    assert dm.most_moved(names, {"a": 0.6, "b": 0.6}, {}, 1) == ["a"]  # a tie keeps the earlier name

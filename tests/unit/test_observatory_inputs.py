@@ -9,9 +9,10 @@ import pytest
 
 from aegir.config import validate
 from aegir.errors import InputError
-from aegir.observe.hard_examples import judge_text, parse_number
-from aegir.observe.probes import (BOARDS_DIR, load_board, load_probe_file, pretrain_probes, probe_set_sha256,
-                                  toy_difficulty, toy_probes)
+from aegir.config.groups import group_options
+from aegir.observe.hard_examples import column_board, composition_score, judge_text, parse_number
+from aegir.observe.probes import (BOARDS_DIR, check_board_task, load_board, load_probe_file, pretrain_probes,
+                                  probe_set_sha256, toy_difficulty, toy_probes)
 from aegir.run.compose import compose_config
 
 
@@ -69,13 +70,132 @@ def test_config_ranges_and_probe_file_fail_before_any_work(tmp_path: Path) -> No
     assert validate(compose_config(["callbacks=observatory"])).callbacks.observatory.enabled is True
 
 
-def test_shipped_boards_load_and_bad_boards_name_the_entry(tmp_path: Path) -> None:
-    for name in ("toy_arith", "commerce", "pretrain"):
-        assert len(load_board(BOARDS_DIR / f"{name}.yaml")) >= 5
+def test_the_observatory_receives_typed_sections_with_the_yaml_defaults(tmp_path: Path) -> None:
+    from aegir.config.groups import group_defaults
+    from aegir.config.schema import PretrainTaskConfig
+    from aegir.observe.config import ObservatoryConfig
+    from aegir.observe.observatory_callback import ObservatoryCallback
+    from aegir.rundir import RunPaths
+
+    cfg = validate(compose_config(["callbacks=observatory", "callbacks.observatory.radar.gif=false"]))
+    callback = ObservatoryCallback.from_config(cfg, RunPaths(tmp_path))
+    assert isinstance(callback.obs_cfg, ObservatoryConfig) and isinstance(callback.task, PretrainTaskConfig)
+    defaults = group_defaults("callbacks", "default")["observatory"]
+    assert callback.obs_cfg.enabled is True and callback.obs_cfg.radar.gif is False
+    assert callback.obs_cfg.hard_examples.max_new_tokens == defaults["hard_examples"]["max_new_tokens"]
+    assert callback.obs_cfg.probes.n == defaults["probes"]["n"] and callback.obs_cfg.hard_examples.file is None
+
+
+def test_a_moved_multi_stage_run_finds_its_earlier_stage_checkpoint(tmp_path: Path) -> None:
+    from aegir.observe.__main__ import _moved_parent
+
+    best = tmp_path / "moved" / "stages" / "1_pretrain" / "checkpoints" / "best.ckpt"
+    best.parent.mkdir(parents=True)
+    best.write_bytes(b"x")
+    recorded = "/gone/runs/r1/stages/1_pretrain/checkpoints/best.ckpt"
+    assert _moved_parent(recorded, tmp_path / "moved") == str(best)
+    assert _moved_parent(recorded, None) == recorded and _moved_parent(None, tmp_path / "moved") is None
+    assert _moved_parent("/gone/other.ckpt", tmp_path / "moved") == "/gone/other.ckpt"
+
+
+def test_every_task_ships_a_board_and_every_board_loads() -> None:
+    tasks = set(group_options("task"))
+    boards = {path.stem for path in BOARDS_DIR.glob("*.yaml")}
+    assert tasks == {"commerce", "cpa", "cta", "ontology", "pretrain", "toy_arith"} and boards == tasks
+    for name in sorted(boards):
+        board = load_board(BOARDS_DIR / f"{name}.yaml")
+        assert len(board) >= 5 and len({item["category"] for item in board}) >= 2, name
+
+
+def test_column_boards_use_the_tasks_labels_and_serialize_as_its_data() -> None:
+    from aegir.tasks.tables.labels import load_label_map
+    from aegir.tasks.tables.serialize import SerializeBudget, render
+
+    labels = load_label_map()
+    budget = SerializeBudget(target_bytes=64, per_column_bytes=24, total_bytes=96)
+    for kind in ("cta", "cpa"):
+        path = BOARDS_DIR / f"{kind}.yaml"
+        board = load_board(path)
+        assert {item["expected"] for item in board} <= set(labels.labels(kind)), kind
+        assert all(("main" in item["columns"]) == (kind == "cpa") for item in board), kind
+        serialized = column_board(board, budget, labels.labels(kind), path, shipped=True)
+        assert len(serialized) == len(board)
+        for item in serialized:
+            text = render(item["ids"])
+            assert len(item["ids"]) <= 96 and text.startswith("<|cls|>target: ") and text.endswith("<|sep|>")
+            assert ("<|sep|>main: " in text) == (kind == "cpa")
+    # By hand: the target segment is 8 + 53 bytes (<= 64); the context gets min(24, 96 - 63 - 1) = 24 bytes, the
+    # marker's 9 and 15 of its first value, cut at a character boundary ("ê" is two bytes).
+    first = load_board(BOARDS_DIR / "cta.yaml")[0]
+    assert render(column_board([first], budget, labels.cta_labels, "b", shipped=True)[0]["ids"]) == \
+        "<|cls|>target: R$ 1.299,90 | 89,90 | R$ 12,50 | 2.450,00 | R$ 349,00<|sep|>context: Tênis Corrida <|sep|>"
+
+
+def test_a_label_the_run_lacks_drops_a_shipped_example_and_refuses_a_users() -> None:
+    from aegir.tasks.tables.serialize import SerializeBudget
+
+    board = [{"id": "a", "category": "c", "expected": "price", "columns": {"target": ["1,50"]}},
+             {"id": "b", "category": "c", "expected": "Telephone", "columns": {"target": ["+55 11 3061-2000"]}}]
+    kept = column_board(board, SerializeBudget(), ["price", "telephone"], "shipped.yaml", shipped=True)
+    assert [item["id"] for item in kept] == ["a"]
+    with pytest.raises(InputError, match=r"^hard-example board mine.yaml, example 'b': expected label 'Telephone' "
+                                         r"is not one of the task's 2 labels$"):
+        column_board(board, SerializeBudget(), ["price", "telephone"], "mine.yaml", shipped=False)
+
+
+def test_a_board_must_fit_its_task_before_the_run_starts(tmp_path: Path) -> None:
     path = tmp_path / "board.yaml"
-    path.write_text("examples:\n  - {id: a, category: c, prompt: p, expected: e}\n  - {id: b, category: c}\n")
-    with pytest.raises(InputError, match=r"board.yaml, example 2: 'expected' is missing or empty"):
-        load_board(path)
+    path.write_text("examples:\n  - {id: a, category: c, columns: {target: ['1,50']}, expected: price}\n")
+    with pytest.raises(InputError, match=r"example 'a': 'columns.main' is required for cpa$"):
+        check_board_task(load_board(path), path, "cpa")
+    check_board_task(load_board(path), path, "cta")
+    with pytest.raises(InputError, match=rf"^hard-example board {path}, example 'a': task=pretrain generates text: "
+                                         r"give a 'prompt'"):  # the default task, before any work
+        validate(compose_config(["callbacks=observatory", f"callbacks.observatory.hard_examples.file={path}"]))
+    with pytest.raises(InputError, match=r"example 'a': task=cta classifies columns: give 'columns'"):
+        check_board_task([{"id": "a", "prompt": "p"}], path, "cta")
+
+
+def test_ontology_board_prompts_are_the_tasks_and_references_get_full_marks() -> None:
+    from aegir.tasks.ontology.task import SYSTEM
+
+    board = load_board(BOARDS_DIR / "ontology.yaml")
+    for item in board:
+        assert item["prompt"][0] == {"role": "system", "content": SYSTEM}
+        assert item["prompt"][1]["content"].startswith("CREATE TABLE ")
+        assert judge_text(item, item["expected"], False) == (True, None)
+        assert composition_score(item, item["expected"]) == 1.0
+        assert len(item["expected"].encode()) < item["max_new_tokens"] == 320
+    item = board[0]
+    assert judge_text(item, "not a composition", False) == (False, "format error")
+    assert judge_text(item, "not a composition", True) == (False, "truncated")
+    partial = item["expected"].splitlines()[0]  # the class alone: well formed, not full marks
+    assert judge_text(item, partial, False) == (False, "wrong answer") and 0 < composition_score(item, partial) < 1
+
+
+def test_bad_boards_name_the_entry(tmp_path: Path) -> None:
+    path = tmp_path / "board.yaml"
+    cases = {
+        "examples:\n  - {id: a, category: c, prompt: p, expected: e}\n  - {id: b, category: c}\n":
+            r"board.yaml, example 2: 'expected' is missing or empty",
+        "examples:\n  - {id: a, category: c, prompt: p, columns: {target: [x]}, expected: e}\n":
+            r"example 1: give exactly one of 'prompt' \(generating tasks\) or 'columns'",
+        "examples:\n  - {id: a, category: c, columns: {target: []}, expected: e}\n":
+            r"example 1: 'columns' 'target' must be a non-empty list of values",
+        "examples:\n  - {id: a, category: c, columns: {target: [x], side: [y]}, expected: e}\n":
+            r"example 1: 'columns' has unknown key\(s\) side",
+        "examples:\n  - {id: a, category: c, prompt: p, expected: e, match: composition}\n":
+            r"example 1: 'match: composition' needs the footprint",
+        "max_new_tokens: 0\nexamples:\n  - {id: a, category: c, prompt: p, expected: e}\n":
+            r"'max_new_tokens' must be an integer >= 1, got 0",
+        "colour: 1\nexamples:\n  - {id: a, category: c, prompt: p, expected: e}\n":
+            r"unknown top-level key\(s\) colour",
+    }
+    for text, message in cases.items():
+        path.write_text(text)
+        with pytest.raises(InputError, match=message) as err:
+            load_board(path)
+        assert "\n" not in str(err.value)
 
 
 def test_parse_number_reads_brazilian_and_english_notation() -> None:
