@@ -52,6 +52,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from aegir.bench_stats import emit
 from aegir.exit_status import INPUT_ERROR
 from aegir.models.lm import ByteLM
 from aegir.models.rwkv7 import use_wkv_impl
@@ -74,11 +75,6 @@ def time_best(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
         fn()
         best = min(best, time.perf_counter() - start)
     return best
-
-
-def emit(**fields: object) -> None:
-    """One machine-readable line: key=value pairs separated by spaces; floats with 4 significant digits."""
-    print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items()), flush=True)
 
 
 def _train_step(model: torch.nn.Module, ids: torch.Tensor) -> None:
@@ -153,8 +149,8 @@ def bench_text(n_bytes: int, seed: int) -> torch.Tensor:
 def bench_hnet(args: argparse.Namespace) -> None:
     """H-Net vs a parameter-matched isotropic RWKV-7: training and generation bytes/s, in this process."""
     from aegir.config import section_object
-    from aegir.run.compose import compose_config
     from aegir.models.build import build_model
+    from aegir.run.compose import compose_config
 
     if args.threads:
         torch.set_num_threads(args.threads)

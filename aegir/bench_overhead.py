@@ -15,39 +15,16 @@ each repeated, as a user sees them (the goal is <= 2 s).
 
 from __future__ import annotations
 
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from aegir.bench_stats import emit, interleaved, spread
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def spread(samples: Sequence[float]) -> dict[str, float]:
-    """Median, min and max of repeated timings, and the relative spread (max - min) / median: a figure from one
-    sample on a shared machine is not a figure."""
-    median = statistics.median(samples)
-    return {"median": median, "min": min(samples), "max": max(samples),
-            "spread": (max(samples) - min(samples)) / median if median else 0.0, "n": float(len(samples))}
-
-
-def interleaved(sides: dict[str, Callable[[], object]], repeats: int, warmup: int = 0) -> dict[str, list[float]]:
-    """Wall time of each side, `repeats` times, the sides alternating (A B A B ...) so a change of load on the
-    machine hits both alike; `warmup` untimed rounds first."""
-    for _ in range(warmup):
-        for fn in sides.values():
-            fn()
-    times: dict[str, list[float]] = {name: [] for name in sides}
-    for _ in range(max(repeats, 1)):
-        for name, fn in sides.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
 
 
 def _compose(overrides: Sequence[str]) -> Any:
@@ -126,7 +103,6 @@ def _prepare_once() -> None:
 def bench_overhead(args: Any) -> None:
     import torch
 
-    from aegir.bench import emit
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -147,7 +123,6 @@ def bench_overhead(args: Any) -> None:
 
 
 def bench_startup(args: Any) -> None:
-    from aegir.bench import emit
 
     commands = {"help": [sys.executable, str(ROOT / "run.py"), "--help"],
                 "config_error": [sys.executable, str(ROOT / "run.py"), "trainer.max_stepz=1"]}

@@ -3,7 +3,7 @@ interleaving of the two sides of a ratio, and the markdown table. (Speed itself 
 
 from __future__ import annotations
 
-from aegir.bench_overhead import interleaved, spread
+from aegir.bench_stats import interleaved, spread
 from aegir.bench_suite import markdown, parse_records
 
 
