@@ -1,6 +1,10 @@
 """TensorBoard as its users expect it: no clutter, and an HParams record per run.
 
-* No `epoch` scalar (aegir.observe.history_logger); steps as docs/metrics.md (Steps) says.
+* One step axis, no `epoch` scalar (aegir.observe.history_logger; docs/metrics.md, Steps).
+* Eval curves that read at TensorBoard's default settings: every loop puts its evaluation metric in a Custom
+  Scalars band chart (`add_band_charts`, category EVAL_BANDS) -- the mean between `<metric>/lower` and `/upper`.
+  TensorBoard draws margin charts unsmoothed, and the band keeps the curve inside the y range that "ignore
+  outliers" keeps, so a curve of a few evaluations is not flattened by the 0.6 smoothing or cut off.
 * HParams: each run's session lives in the sub-run `tb/final/`: the session start (the hyperparameters that
   matter -- identity, the swept parameters, the command-line overrides -- and a `group_name` shared by the seeds of
   one configuration) is written when training starts, the end status (success, or failure for a pruned or failed
@@ -29,6 +33,33 @@ IDENTITY_HPARAMS = ("name", "task.name", "model.name", "arm.name", "seed", "algo
 # Overrides that say where or how a run ran, not what it computes.
 _LOCAL_OVERRIDES = ("paths.", "hydra.", "resume", "trainer.enable_progress_bar", "callbacks.progress_bar",
                     "logger.", "notes", "tags")
+
+
+EVAL_BANDS = "eval curves (mean, 95% CI band)"  # the Custom Scalars category of every loop's evaluation metric
+
+
+def band(metric: str) -> list[str]:
+    """The three tags of a margin chart: the metric, then its `/lower` and `/upper` bounds."""
+    return [metric, f"{metric}/lower", f"{metric}/upper"]
+
+
+def band_bounds(metric: str, mean: float, half_width: float) -> dict[str, float]:
+    """`<metric>/lower`, `/upper` = mean -/+ half_width; nothing when the width is not finite (one sample)."""
+    if not math.isfinite(half_width):
+        return {}
+    return {f"{metric}/lower": mean - half_width, f"{metric}/upper": mean + half_width}
+
+
+def add_band_charts(loggers: Sequence[Any], layout: Mapping[str, Mapping[str, Sequence[str]]]) -> None:
+    """Custom Scalars categories of margin (band) charts, {category: {chart title: band(metric)}}, in every
+    TensorBoard logger. TensorBoard merges the layouts of all runs under `--logdir`, keeping one chart per title."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    charts = {category: {title: ["Margin", list(series)] for title, series in items.items()}
+              for category, items in layout.items()}
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_custom_scalars(charts)
 
 
 def flat_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
