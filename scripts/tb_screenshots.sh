@@ -7,7 +7,9 @@
 #
 # Environment: PYTHON (default .venv/bin/python), AEGIR_OUTPUT_ROOT (where the runs go, default outputs/),
 # CHROMIUM (default: chromium on PATH, else /usr/bin/chromium), PORT (default 6123), SKIP_RUNS=1 to photograph
-# runs that already exist, CTA_STEPS (default 300: the "short" CTA run, 6 evaluations).
+# runs that already exist; extra overrides per command (e.g. smaller budgets on a loaded machine): DEFAULT_ARGS,
+# GRPO_ARGS, SWEEP_ARGS (e.g. "trainer.max_steps=30": run overrides after the spec), CTA_ARGS (default
+# "trainer.max_steps=300": the short CTA run, 6 evaluations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,10 +21,11 @@ CHROMIUM=${CHROMIUM:-$(command -v chromium || command -v chromium-browser || ech
 export HF_HUB_OFFLINE=1
 
 if [ -z "${SKIP_RUNS:-}" ]; then
-  "$PYTHON" run.py trainer.enable_progress_bar=false
-  "$PYTHON" run.py -m +experiment=grpo_toy seed=42,123 trainer.enable_progress_bar=false
-  "$PYTHON" -m aegir.sweep sweeps/toy_grid.yaml "sweep.output_dir=$AEGIR_OUTPUT_ROOT/sweeps/toy_grid"
-  "$PYTHON" run.py +experiment=cta_from_scratch "trainer.max_steps=${CTA_STEPS:-300}" trainer.enable_progress_bar=false
+  # shellcheck disable=SC2086  # the *_ARGS are word lists
+  "$PYTHON" run.py trainer.enable_progress_bar=false ${DEFAULT_ARGS:-}
+  "$PYTHON" run.py -m +experiment=grpo_toy seed=42,123 trainer.enable_progress_bar=false ${GRPO_ARGS:-}
+  "$PYTHON" -m aegir.sweep sweeps/toy_grid.yaml "sweep.output_dir=$AEGIR_OUTPUT_ROOT/sweeps/toy_grid" ${SWEEP_ARGS:-}
+  "$PYTHON" run.py +experiment=cta_from_scratch trainer.enable_progress_bar=false ${CTA_ARGS:-trainer.max_steps=300}
 fi
 
 mkdir -p "$SHOTS"
