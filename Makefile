@@ -29,8 +29,9 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+# Every benchmark (aegir/bench_suite.py): bench.md and bench.json in the working directory. Quiet machine only.
 bench: install
-	$(PY) -m aegir.bench rwkv7
+	$(PY) -m aegir.bench_suite
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

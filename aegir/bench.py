@@ -32,6 +32,9 @@ than wall time), their ratios (the budget is 1.10) and the share of the observed
 its `observe/cpu_seconds` and `observe/seconds`). With --in-process: one process, one thread, the CPU time of a few
 training steps and one validation of the run's loop against a snapshot with and without pictures, extrapolated to
 the run's step count and cadence (startup, checkpoints and logging left out of the denominator: an upper bound).
+
+overhead, startup: the framework's own cost against a bare PyTorch loop, and `run.py`'s start-up
+(aegir/bench_overhead.py).
 """
 
 from __future__ import annotations
@@ -853,6 +856,9 @@ def build_parser() -> argparse.ArgumentParser:
     observe.add_argument("--train-steps", type=int, default=10, help="--in-process: training steps timed")
     observe.add_argument("overrides", nargs="*", help="extra run.py overrides for every run")
     observe.set_defaults(func=bench_observe)
+    from aegir.bench_overhead import add_parsers  # overhead, startup
+
+    add_parsers(benches)
     return parser
 
 

@@ -2,8 +2,9 @@
 
 `InputError` is raised for bad configs, data files, checkpoint paths: the entry points catch it, print one
 line naming what and where, and exit with status 2 without a traceback. `GateFailedError` is raised once a run
-with `gates.required=true` has written everything and a gate failed. Everything else is a real failure. The status
-each error exits with is decided in one place, `aegir.exit_status`.
+with `gates.required=true` has written everything and a gate failed. `DivergedError` is raised when the loss or the
+objective stops being a finite number: the run is `failed` (exit 1) with a one-line reason, not a traceback.
+Everything else is a real failure. The status each error exits with is decided in one place, `aegir.exit_status`.
 """
 
 
@@ -13,3 +14,7 @@ class InputError(Exception):
 
 class GateFailedError(Exception):
     """A gate failed under `gates.required=true`; raised after the run directory is complete."""
+
+
+class DivergedError(Exception):
+    """The training loss or the objective became NaN or infinite; the message says which and at which step."""

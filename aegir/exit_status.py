@@ -1,7 +1,8 @@
 """Exit statuses of Aegir's commands, and the one place that maps an error to its status.
 
     0  FINISHED      finished
-    1  RUN_FAILED    the run failed while working (traceback; metadata.json status `failed` with the reason)
+    1  RUN_FAILED    the run failed while working (traceback, or one line for a divergence; metadata.json status
+                     `failed` with the reason)
     2  INPUT_ERROR   the user's input is wrong (config key or type, data file, checkpoint path): one line, no traceback
     3  GATE_FAILED   a required gate failed (everything was saved first)
 
@@ -15,7 +16,7 @@ from __future__ import annotations
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
-from aegir.errors import GateFailedError, InputError
+from aegir.errors import DivergedError, GateFailedError, InputError
 
 FINISHED = 0
 RUN_FAILED = 1
@@ -26,7 +27,7 @@ GATE_FAILED = 3
 CONFIG_ERRORS: tuple[type[BaseException], ...] = (HydraException, OmegaConfBaseException)
 
 # Errors the user sees as one line, without a traceback (the run itself did not fail).
-ONE_LINE_ERRORS: tuple[type[BaseException], ...] = (InputError, GateFailedError)
+ONE_LINE_ERRORS: tuple[type[BaseException], ...] = (InputError, GateFailedError, DivergedError)
 
 # Exception type -> status; the first type an error is an instance of decides. Anything else: RUN_FAILED.
 STATUS_OF: tuple[tuple[type[BaseException], int], ...] = (

@@ -154,6 +154,8 @@ def _single_run(path: Path) -> RunRecord:
     runs = [r for r in find_runs([path]) if r.path == path] if path.is_dir() else []
     if not runs:
         raise FileNotFoundError(f"{path}: not a run directory (no metadata.json)")
+    if runs[0].problem is not None:
+        raise FileNotFoundError(f"{path}: {runs[0].status}")
     return runs[0]
 
 

@@ -81,7 +81,7 @@ def range_problem(value: Any, meta: Mapping[str, Any]) -> str | None:
     for number in value if isinstance(value, (list, tuple)) else [value]:
         if not _is_number(number):
             continue  # types are OmegaConf's to check
-        if (isinstance(number, float) and math.isnan(number)) or not _in_range(number, bounds):
+        if (isinstance(number, float) and not math.isfinite(number)) or not _in_range(number, bounds):
             return f"must be {range_text(bounds)}, got {value!r}"
     return None
 
@@ -90,8 +90,8 @@ def check_value(path: str, value: Any, meta: Mapping[str, Any]) -> None:
     """Refuse a value outside its declared range or set (None passes: Optional keys use it for 'off')."""
     if value is None or (isinstance(value, str) and "${" in value):
         return
-    if isinstance(value, float) and math.isnan(value):
-        fail(path, "must be a number, got nan")
+    if isinstance(value, float) and not math.isfinite(value):
+        fail(path, f"must be a finite number, got {value}")  # lr=inf or nan would train on garbage
     if "choices" in meta:
         if str(value) not in meta["choices"]:
             fail(path, f"'{value}' is not one of: {', '.join(meta['choices'])}")

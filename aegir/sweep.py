@@ -1,4 +1,4 @@
-"""`python -m aegir.sweep SPEC.yaml [key=value ...] [sweep.KEY=VALUE ...]`: an Optuna (>= 4) search over Aegir runs,
+"""`python -m aegir.sweep SPEC.yaml [key=value ...] [sweep.KEY=VALUE ...]`: an Optuna (>= 5.1) search over Aegir runs,
 with pruning. `key=value` arguments are Hydra overrides added to every trial's `base`; `sweep.KEY=VALUE` replaces a
 scalar key of the spec for this invocation (`sweep.output_dir`, `sweep.storage`, `sweep.n_trials`,
 `sweep.study_name`), e.g. a second worker on a shared journal: `sweep.storage=journal:/shared/toy.journal`.
@@ -9,7 +9,9 @@ with the trial in its metadata.json. The study lives in persistent storage — a
 by default, any RDB URL (e.g. PostgreSQL) or `journal:PATH` (a journal file for workers on one file system) — so a
 sweep resumes after an interruption without repeating finished trials, and several workers (the same command on
 several processes or machines) share one study. Failed trials are recorded and the study goes on; a grid ends
-when every point has been tried. The study opens in optuna-dashboard: `optuna-dashboard <storage URL>`.
+when every point has been tried. A worker killed mid-trial leaves no RUNNING trial behind for good: the next worker
+to start or finish a trial marks it failed and re-queues its point (aegir/sweep_lease.py). The study opens in
+optuna-dashboard: `optuna-dashboard <storage URL>`.
 
 Why not hydra-optuna-sweeper: it pins Optuna < 3 (its SQLite storage breaks on SQLAlchemy 2) and cannot prune.
 """
@@ -36,6 +38,7 @@ from aegir.errors import GateFailedError, InputError
 from aegir.exit_status import FINISHED, INPUT_ERROR, exit_status
 from aegir.main import run
 from aegir.run.compose import compose_config
+from aegir.sweep_lease import TrialLease, recover_stale_trials, requeue, retried_numbers
 
 log = logging.getLogger("aegir")
 SAMPLERS = ("grid", "tpe", "random")
@@ -183,7 +186,9 @@ def make_storage(spec: SweepSpec) -> Any:
         return JournalStorage(JournalFileBackend(storage[len("journal:"):]))
     with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna; the warning opened every sweep
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(storage, heartbeat_interval=60, grace_period=180)
+        # Optuna's heartbeat marks a dead worker's trial failed after the grace period; `requeue` runs its point again
+        return optuna.storages.RDBStorage(storage, heartbeat_interval=60, grace_period=180,
+                                          heartbeat_stale_trial_callback=requeue)
 
 
 def make_sampler(spec: SweepSpec) -> Any:
@@ -293,8 +298,9 @@ def run_sweep(spec: SweepSpec) -> Any:
         metadata = {"trial": {"study": spec.study_name, "number": trial.number, "params": values,
                               "spec": str(spec.path)}}
         try:
-            value = run(cfg, overrides, run_dir=run_dir, callbacks=[PruningCallback(trial, spec.metric)],
-                        extra_metadata=metadata)
+            with TrialLease(trial):
+                value = run(cfg, overrides, run_dir=run_dir, callbacks=[PruningCallback(trial, spec.metric)],
+                            extra_metadata=metadata)
         except optuna.TrialPruned as pruned:  # a finished run says where it is; a pruned trial does too
             print(f"trial {trial.number} {pruned}; run directory: {run_dir}", flush=True)
             raise
@@ -302,12 +308,22 @@ def run_sweep(spec: SweepSpec) -> Any:
             raise RuntimeError(f"objective {spec.metric} is not finite ({value})")
         return value
 
-    done = len(study.get_trials(deepcopy=False, states=finished_states))
-    remaining = spec.n_trials - done
-    if remaining > 0:
-        # Any error inside a trial fails that trial only; a wrong spec/config (InputError) stops the sweep.
+    while True:
+        recover_stale_trials(study)  # a killed worker's RUNNING trial: failed, its point re-queued
+        trials = study.get_trials(deepcopy=False)
+        retried = retried_numbers(trials)
+        done = sum(t.state in finished_states and t.number not in retried for t in trials)
+        remaining = spec.n_trials - done
+        if remaining <= 0:
+            break
+        # Any error inside a trial fails that trial only; a wrong spec/config (InputError) stops the sweep. After
+        # each trial, this worker looks for lost trials again, so their points run before the study ends.
         study.optimize(objective, n_trials=remaining,
-                       catch=(RuntimeError, ValueError, OSError, ArithmeticError, GateFailedError))
+                       catch=(RuntimeError, ValueError, OSError, ArithmeticError, GateFailedError),
+                       callbacks=[lambda study, _trial: recover_stale_trials(study)])
+        # A grid sampler stops the study once every point was tried, even when a point was re-queued meanwhile.
+        if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,)):
+            break
     return study
 
 

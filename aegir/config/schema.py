@@ -14,7 +14,7 @@ from typing import Any, Optional
 from aegir.observe.config import ObservatoryConfig
 from aegir.schema import key
 from aegir.tasks.pretrain.corpus import ARMS
-from aegir.tasks.tables.dataset import TablesDataConfig
+from aegir.tasks.tables.data_config import TablesDataConfig
 
 GATE_OPS = ("<", "<=", ">", ">=", "==", "!=")
 PROBABILITY = {"ge": 0.0, "le": 1.0}
@@ -239,7 +239,7 @@ class TaskSamplerArgs:
 
 @dataclass
 class GRPOAlgoConfig(OptimConfig):
-    group_size: int = key(ge=1)
+    group_size: int = key(ge=2)  # one completion per prompt has no group to compare with: advantage 0
     prompts_per_step: int = key(ge=1)
     micro_batch_size: int = key(ge=1)
     num_iterations: int = key(ge=1)
@@ -327,6 +327,7 @@ class TrainerConfig:
     deterministic: bool
     enable_progress_bar: bool
     num_threads: Optional[int] = key(ge=1)
+    stop_on_nonfinite: bool
 
 
 @dataclass

@@ -42,7 +42,7 @@ _HYDRA_KEYS = {"hydra"}
 
 def _check_tables_task(task: dict[str, Any]) -> None:
     """The CTA/CPA data section's checks across keys (sotab root, budgets, fractions), before any work."""
-    from aegir.tasks.tables.dataset import TablesDataConfig
+    from aegir.tasks.tables.data_config import TablesDataConfig
 
     data = task.get("data") or {}
     if any("${" in str(value) for value in data.values()):

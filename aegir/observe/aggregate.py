@@ -40,9 +40,12 @@ class RunRecord:
     path: Path
     metadata: dict[str, Any]
     summary: dict[str, Any] | None
+    problem: str | None = None  # why metadata.json / summary.json cannot be read (find_runs)
 
     @property
     def status(self) -> str:
+        if self.problem is not None:
+            return f"unreadable: {self.problem}"
         if self.summary is not None and self.summary.get("status") == "finished":
             return "finished"
         return str(self.metadata.get("status", "unknown"))
@@ -99,20 +102,41 @@ class RunRecord:
 
 
 def find_runs(roots: Iterable[Path]) -> list[RunRecord]:
-    """Every run directory (a metadata.json not inside a stage sub-directory) under the given roots, sorted."""
+    """Every run directory under the given roots, sorted: a directory holding metadata.json, summary.json or
+    history.jsonl that is not a stage sub-directory. One whose metadata.json or summary.json cannot be read (torn,
+    not JSON, not an object), or that has no metadata.json, is kept with `problem` saying why: tables show it as
+    "unreadable: why" rather than crash or silently drop it."""
     runs = []
     for root in roots:
-        for meta in sorted(Path(root).rglob(METADATA)):
-            if STAGES in meta.relative_to(root).parts[:-2]:
+        root = Path(root)
+        found = {p.parent for name in (METADATA, SUMMARY, HISTORY) for p in root.rglob(name)}
+        for path in sorted(found):
+            if STAGES in path.relative_to(root).parts[:-1]:
                 continue
-            try:
-                metadata = read_json(meta)
-            except (OSError, json.JSONDecodeError):
-                continue  # a directory being written right now
-            summary_path = meta.parent / SUMMARY
-            summary = read_json(summary_path) if summary_path.is_file() else None
-            runs.append(RunRecord(meta.parent, metadata, summary))
+            metadata, problem = read_json_object(path / METADATA)
+            summary = None
+            if (path / SUMMARY).is_file():
+                summary, summary_problem = read_json_object(path / SUMMARY)
+                problem = problem or summary_problem
+            runs.append(RunRecord(path, metadata or {}, summary, problem))
     return runs
+
+
+def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the JSON object in `path`, None), or (None, why it cannot be read) -- never an exception."""
+    if not path.is_file():
+        return None, f"no {path.name}"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        return None, f"{path.name} is not UTF-8 text"
+    except json.JSONDecodeError as err:
+        return None, f"{path.name} is not valid JSON (line {err.lineno}: {err.msg})"
+    except OSError as err:
+        return None, f"{path.name} cannot be read ({err.strerror or err})"
+    if not isinstance(value, dict):
+        return None, f"{path.name} is a {type(value).__name__}, not an object"
+    return value, None
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

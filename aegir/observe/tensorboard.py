@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from aegir.observe.aggregate import short_key
 from aegir.rundir import replicate_key
 
 FINAL_RUN = "final"  # the sub-run of tb/ that holds the HParams session and the final metric values
@@ -83,9 +84,23 @@ def _hparam_value(value: Any) -> Any:
     return json.dumps(value, default=str)
 
 
-def replicate_group(config: Mapping[str, Any]) -> str:
-    """The same string for every seed of one configuration."""
-    return "config-" + replicate_key(dict(config))
+def replicate_group(config: Mapping[str, Any], overrides: Sequence[str] = (),
+                    swept: Mapping[str, Any] | None = None) -> str:
+    """The HParams row of a run (its session group, the table's "Trial ID"), the same for every seed of one
+    configuration: what sets the configuration apart, readable -- its name, then its swept parameters, or else its
+    command-line overrides other than the seed and experiment (`grpo_toy group_size=8 kl_coef=0.02`) -- and then
+    the configuration's hash, which keeps apart two configurations that read alike."""
+    if swept:
+        parts = [(str(k), v) for k, v in swept.items()]
+    else:
+        parts = []
+        for text in overrides:
+            key, sep, value = str(text).lstrip("+~").partition("=")
+            if sep and key not in ("seed", "experiment") and not key.startswith(_LOCAL_OVERRIDES):
+                parts.append((key, value))
+    keys = [k for k, _ in parts]
+    readable = [f"{short_key(k, keys)}={v}" for k, v in parts]
+    return " ".join([str(config.get("name") or "run"), *readable, "#" + replicate_key(dict(config))[:8]])
 
 
 def _select(config: Mapping[str, Any], dotted: str) -> Any:

@@ -13,11 +13,11 @@ from typing import Any, Sequence
 import torch
 from omegaconf import DictConfig
 
-from aegir.errors import InputError
+from aegir.errors import DivergedError, InputError
 from aegir.run.checkpoints import check_resumable
 from aegir.run.directory import is_rank_zero, mark_ended, now, run_metadata
 from aegir.run.summary import StageResult, end_hparams_session, finalize_stage, start_hparams_session
-from aegir.run.trainer import build_trainer, log_config_text, single_log_stream
+from aegir.run.trainer import build_trainer, log_config_text, save_final_weights, single_log_stream
 from aegir.rundir import RunPaths, read_json, write_json_atomic
 
 log = logging.getLogger("aegir")
@@ -31,6 +31,7 @@ def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (
     import lightning as L
 
     from aegir.loops.factory import build_stage
+    from aegir.run.divergence import NonFiniteGuard
 
     started = time.time()
     single_log_stream()
@@ -60,16 +61,24 @@ def run_single(cfg: DictConfig, paths: RunPaths, *, overrides: Sequence[str] = (
         }, extra={"trial": None, **(extra_metadata or {})}))
 
     module = built.module
+    pending_last = None
     try:
         trainer = build_trainer(cfg, paths, module, extra_callbacks=callbacks)
         if is_rank_zero() and trainer.loggers:
             log_config_text(trainer, cfg)
             start_hparams_session(cfg, paths, overrides, extra_metadata)
         trainer.fit(module, ckpt_path=str(resume_from) if resume_from else None, weights_only=True)
+        guard = next(c for c in trainer.callbacks if isinstance(c, NonFiniteGuard))
+        if guard.reason is not None:  # trainer.stop_on_nonfinite=false: it ran on to the end, and still diverged
+            raise DivergedError(guard.reason)
+        guard.check_weights(trainer, module)
+        pending_last = save_final_weights(trainer, paths)
         if trainer.global_rank != 0:
             return StageResult(paths, math.nan)
-        summary = finalize_stage(cfg, paths, module, trainer.global_step, started)
+        summary = finalize_stage(cfg, paths, module, trainer.global_step, started, pending_last)
     except BaseException as err:
+        if is_rank_zero() and pending_last is not None:
+            pending_last.unlink(missing_ok=True)  # a diverged final state never replaces the last good checkpoint
         if is_rank_zero() and paths.metadata.exists():
             status = "pruned" if type(err).__name__ == "TrialPruned" else "failed"  # optuna's pruning signal
             mark_ended(paths, status, reason=f"{type(err).__name__}: {err}".strip())

@@ -75,7 +75,9 @@ def run_stages(cfg: DictConfig, overrides: list[str], paths: RunPaths, callbacks
             parent = None
             source = previous if spec.init_from == "previous" else spec.init_from
             if source:
+                # the weights the parent's summary scored: best.ckpt, or its final weights when it never validated
                 best = results[source].paths.best_ckpt
+                best = best if best.is_file() else results[source].paths.last_ckpt
                 stage_cfg.model.pretrained = str(best)
                 parent = {"stage": source, "checkpoint": str(best), "run_dir": str(results[source].paths.root)}
             finished = stage_paths.summary.is_file() and read_json(stage_paths.summary).get("status") == "finished"

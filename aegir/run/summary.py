@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from aegir.errors import GateFailedError
+from aegir.errors import DivergedError, GateFailedError
 from aegir.eval.gates import evaluate_gates, gate_metrics
 from aegir.observe.tensorboard import FINAL_RUN, end_session, key_hparams, replicate_group, start_session
 from aegir.run.directory import is_rank_zero
@@ -31,8 +33,10 @@ class StageResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def finalize_stage(cfg: DictConfig, paths: RunPaths, module: Any, step: int, started: float) -> dict[str, Any]:
-    """Score the best checkpoint with the loop's own final evaluation, evaluate gates, write summary.json."""
+def finalize_stage(cfg: DictConfig, paths: RunPaths, module: Any, step: int, started: float,
+                   pending_last: Path | None = None) -> dict[str, Any]:
+    """Score the best checkpoint with the loop's own final evaluation, evaluate gates, write summary.json.
+    `pending_last` (the staged final weights, `save_final_weights`) becomes last.ckpt once the score is finite."""
     evaluated = "final weights"
     if paths.best_ckpt.is_file():
         state = torch.load(paths.best_ckpt, map_location="cpu", weights_only=True)["state_dict"]
@@ -58,6 +62,12 @@ def finalize_stage(cfg: DictConfig, paths: RunPaths, module: Any, step: int, sta
         writer.write(step, gate_values)
         writer.close()
     objective_value = metrics.get(cfg.objective.metric, math.nan)
+    if cfg.objective.metric in metrics and not math.isfinite(objective_value):  # diverged: `failed`, not finished
+        raise DivergedError(f"{cfg.objective.metric} is {objective_value} on the final evaluation (step {step})")
+    if pending_last is not None and pending_last.is_file():
+        os.replace(pending_last, paths.last_ckpt)
+    if evaluated == "final weights" and paths.last_ckpt.is_file():
+        evaluated = f"final weights ({paths.last_ckpt})"
     summary = {
         "status": "finished",
         "objective": {"metric": cfg.objective.metric, "mode": cfg.objective.mode, "value": objective_value},
@@ -92,7 +102,7 @@ def start_hparams_session(cfg: DictConfig, paths: RunPaths, overrides: Sequence[
     config = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(config, dict)
     swept = ((extra_metadata or {}).get("trial") or {}).get("params")
-    start_session(paths.tb, key_hparams(config, overrides, swept), replicate_group(config))
+    start_session(paths.tb, key_hparams(config, overrides, swept), replicate_group(config, overrides, swept))
 
 
 def end_hparams_session(paths: RunPaths, status: str, metrics: dict[str, float] | None = None, step: int = 0,

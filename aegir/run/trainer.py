@@ -7,6 +7,7 @@ should exit before the seconds that importing Lightning takes.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Sequence
 
 from omegaconf import DictConfig, OmegaConf
@@ -23,6 +24,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
     from aegir.observe.callbacks import ParamSyncCheck, StepAxis, ThreadsPerProcess, log_friendly_progress_bar
     from aegir.observe.history_logger import HistoryLogger, StepAxisTensorBoardLogger
     from aegir.run.atomic_io import AtomicCheckpointIO
+    from aegir.run.divergence import NonFiniteGuard
 
     ckpt = cfg.callbacks.checkpoint
     callbacks: list[Any] = [ModelCheckpoint(
@@ -39,6 +41,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
         callbacks.append(RichProgressBar() if cfg.callbacks.progress_bar == "rich" else log_friendly_progress_bar())
     callbacks.append(ParamSyncCheck())
     callbacks.append(StepAxis())  # every logger at trainer.global_step (aegir/observe/history_logger.py)
+    callbacks.append(NonFiniteGuard(ckpt.monitor, stop=cfg.trainer.stop_on_nonfinite))
     if cfg.callbacks.observatory.enabled:  # learning-dynamics instruments (docs/observatory.md)
         from aegir.observe.observatory_callback import ObservatoryCallback
 
@@ -63,6 +66,23 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
         enable_progress_bar=show_bar, enable_model_summary=False, num_sanity_val_steps=0,
         use_distributed_sampler=False, callbacks=callbacks, logger=loggers, default_root_dir=str(paths.root),
         plugins=[AtomicCheckpointIO()])
+
+
+def save_final_weights(trainer: Any, paths: RunPaths) -> Path | None:
+    """Write the final weights, staged as checkpoints/last.ckpt.pending; `finalize_stage` puts them in place as
+    last.ckpt once the final evaluation found them finite, so a run ends with its final weights on disk.
+
+    ModelCheckpoint writes only at validations, so a run whose max_steps is shorter than (or not a multiple of)
+    the validation interval would otherwise lose the weights it trained last -- those its summary scores when it
+    never validated -- and could be neither resumed nor fine-tuned from. Staging keeps a diverged run from
+    replacing the last good checkpoint with NaN-producing weights. Called on every rank (the save is collective
+    under DDP); None when `callbacks.checkpoint.save_last` is off or the last validation already wrote this step."""
+    last = [cb for cb in trainer.checkpoint_callbacks if getattr(cb, "filename", None) == "last"]
+    if not last or getattr(last[0], "_last_global_step_saved", -1) == trainer.global_step:
+        return None
+    pending = paths.last_ckpt.with_name(paths.last_ckpt.name + ".pending")
+    trainer.save_checkpoint(str(pending), weights_only=False)
+    return pending
 
 
 def log_config_text(trainer: Any, cfg: DictConfig) -> None:

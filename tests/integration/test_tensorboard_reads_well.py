@@ -90,7 +90,7 @@ def test_one_step_axis_no_clutter_and_an_hparams_session(tmp_path: Path) -> None
     with pytest.raises(KeyError):  # the run's own charts carry no HParams records (Lightning's included)
         events.PluginTagToContent("hparams")
     start = HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
-    assert start.group_name.startswith("config-")
+    assert start.group_name.startswith("grpo_toy kl_coef=0.0 #")  # the row reads what sets the trial apart
     hparams = {k: (v.string_value or v.number_value) for k, v in start.hparams.items()}
     assert hparams["seed"] == 42 and hparams["task/name"] == "toy_arith" and hparams["algo/group_size"] == 4
     assert hparams["experiment"] == "grpo_toy" and hparams["algo/kl_coef"] == 0.0

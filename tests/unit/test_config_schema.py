@@ -107,10 +107,10 @@ def test_every_root_key_has_a_meaning() -> None:
 
 @pytest.mark.parametrize("override,key,fragment", [
     ("algo.kl_coef=-0.1", "algo.kl_coef", "must be >= 0, got -0.1"),
-    ("algo.group_size=0", "algo.group_size", "must be >= 1, got 0"),
+    ("algo.group_size=0", "algo.group_size", "must be >= 2, got 0"),
     ("algo.temperature=0", "algo.temperature", "must be > 0, got 0.0"),
     ("algo.top_p=1.5", "algo.top_p", "must be in (0, 1], got 1.5"),
-    ("algo.lr=nan", "algo.lr", "must be a number, got nan"),
+    ("algo.lr=nan", "algo.lr", "must be a finite number, got nan"),
     ("algo.sampler.improvement.up=0.5", "algo.sampler.improvement.up", "must be >= 1"),
     ("algo.delta=1.1", "algo.delta", "must be > 1 + algo.clip_eps_high"),
     ("algo.top_entropy_quantile=0", "algo.top_entropy_quantile", "must be in (0, 1]"),

@@ -20,7 +20,7 @@ SCANNED_DIRS = ("aegir", "conf", "tests", "experiments", "docs", "sweeps", "scri
 SCANNED_TOP = ("README.md", "Makefile", "pyproject.toml", "run.py")
 SUFFIXES = {".py", ".md", ".yaml", ".yml", ".json", ".toml", ".txt", ".sh", ".cfg"}
 # Files that runs write into their output directories; a bare mention names the output, not a repository file.
-GENERATED = {"aggregate.md"}
+GENERATED = {"aggregate.md", "bench.md"}
 
 # `name.md` or `some/path/name.md`, not part of a longer path or a glob (`conf/**/*.md`, `{a,b}.md`).
 MARKDOWN = re.compile(r"(?<![\w/.\-*{}])((?:\.\./)*[\w./\-]*[\w\-]\.md)\b")

@@ -9,12 +9,9 @@ One concept per module:
 * :mod:`.similarity` -- offline column vectors (hashed byte n-grams) and cosine;
 * :mod:`.mmr` -- MMR choice of context columns;
 * :mod:`.serialize` -- ``[CLS] target: v1 | v2 [SEP] context: ... [SEP]`` under byte budgets;
-* :mod:`.dataset` -- ``build_column_dataset``: splits by table, label vocabulary, provenance.
+* :mod:`.dataset` -- ``build_column_dataset``: splits by table, label vocabulary, provenance;
+* :mod:`.data_config` -- ``TablesDataConfig``, the typed ``task.data`` (light: the config check imports it).
+
+Import from the modules themselves: this package imports nothing, so reading the config schema does not load torch
+or pandas.
 """
-
-from aegir.tasks.tables.dataset import ColumnDataset, ColumnExample, TablesDataConfig, build_column_dataset
-from aegir.tasks.tables.serialize import SerializeBudget, SerializedColumn, serialize_column
-from aegir.tasks.tables.table import ColumnLabel, PairLabel, Table, TableCorpus
-
-__all__ = ["ColumnDataset", "ColumnExample", "ColumnLabel", "PairLabel", "SerializeBudget", "SerializedColumn",
-           "Table", "TableCorpus", "TablesDataConfig", "build_column_dataset", "serialize_column"]

@@ -48,6 +48,7 @@ import pandera.pandas as pa
 
 from aegir.errors import InputError
 from aegir.tasks.data_files import parse_json_line
+from aegir.tasks.tables.data_config import TEST_SETS, TRAIN_SETS
 from aegir.tasks.tables.table import (
     SPLITS,
     ColumnLabel,
@@ -59,8 +60,6 @@ from aegir.tasks.tables.table import (
 )
 
 SPLIT_DIRS: dict[Split, str] = {"train": "Train", "val": "Validation", "test": "Test"}
-TRAIN_SETS: tuple[str, ...] = ("training", "training_small")
-TEST_SETS: tuple[str, ...] = ("test", "random", "corner_cases", "missing_values", "format_heterogeneity")
 CTA_HEADERS: tuple[str, ...] = ("table_name", "column_index", "label")
 CPA_HEADERS: tuple[str, ...] = ("table_name", "main_column_index", "column_index", "label")
 
