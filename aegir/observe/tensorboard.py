@@ -3,8 +3,9 @@
 * One step axis, no `epoch` scalar (aegir.observe.history_logger; docs/metrics.md, Steps).
 * Eval curves that read at TensorBoard's default settings: every loop puts its evaluation metric in a Custom
   Scalars band chart (`add_band_charts`, category EVAL_BANDS) -- the mean between `<metric>/lower` and `/upper`.
-  TensorBoard draws margin charts unsmoothed, and the band keeps the curve inside the y range that "ignore
-  outliers" keeps, so a curve of a few evaluations is not flattened by the 0.6 smoothing or cut off.
+  TensorBoard draws margin charts unsmoothed, so a curve of a few evaluations is not flattened by the 0.6
+  smoothing, and the band widens the y range that "ignore outliers" keeps (a curve at 0 for most evaluations that
+  jumps at the last ones can still be clipped).
 * HParams: each run's session lives in the sub-run `tb/final/`: the session start (the hyperparameters that
   matter -- identity, the swept parameters, the command-line overrides -- and a `group_name` shared by the seeds of
   one configuration) is written when training starts, the end status (success, or failure for a pruned or failed
