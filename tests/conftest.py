@@ -97,6 +97,25 @@ def run_cli_and_kill(args: Sequence[str], run_dir: Path, metric: str, min_step: 
     return proc.returncode
 
 
+def band_charts(tb_dir: Path) -> dict[str, dict[str, tuple[str, str, str]]]:
+    """A run's Custom Scalars layout read back: {category: {chart title: (value, lower, upper) tags}}."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.custom_scalar import layout_pb2
+
+    events = EventAccumulator(str(tb_dir), size_guidance={"tensors": 0})
+    events.Reload()
+    layout = layout_pb2.Layout.FromString(events.Tensors("custom_scalars__config__")[0].tensor_proto.string_val[0])
+    return {cat.title: {c.title: (c.margin.series[0].value, c.margin.series[0].lower, c.margin.series[0].upper)
+                        for c in cat.chart} for cat in layout.category}
+
+
+def assert_banded(history: dict[str, list[tuple[int, float]]], metric: str) -> None:
+    """`metric` logged between its `/lower` and `/upper` bounds at every evaluation."""
+    lower, upper = history[f"{metric}/lower"], history[f"{metric}/upper"]
+    assert [s for s, _ in lower] == [s for s, _ in upper] == [s for s, _ in history[metric]]
+    assert all(lo <= mid <= hi for (_, lo), (_, mid), (_, hi) in zip(lower, history[metric], upper))
+
+
 def tables_data(**overrides: Any) -> dict[str, Any]:
     """A complete `task.data` section of the CTA/CPA loader: conf/task/cta.yaml's keys with the GPU-sized budgets
     the tables tests were written for (those pretraining's `source=tables` uses), plus `overrides`."""

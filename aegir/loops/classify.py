@@ -33,6 +33,7 @@ from aegir.eval.classification import confusion_figure  # the labelled figure (a
 from aegir.loops.lm import auxiliary_loss, chunk_metrics, parameter_groups, pool_stage_stats, warmup_cosine
 from aegir.loops.record_batches import RecordBatches, record_loader
 from aegir.models.features import backbone_hidden, move_cls_to_end, pad_batch, pool, pooled_width
+from aegir.observe.tensorboard import EVAL_BANDS, add_band_charts, band
 from aegir.tasks.pretrain.windows import mix_seed
 
 log = logging.getLogger("aegir")
@@ -170,6 +171,10 @@ class ColumnClassifierModule(L.LightningModule):
         return loss
 
     # ------------------------------------------------------------------ validation
+    def on_train_start(self) -> None:
+        if self.global_rank == 0:
+            add_band_charts(self.loggers, {EVAL_BANDS: {"val/macro_f1 (bootstrap 95% CI)": band("val/macro_f1")}})
+
     def on_validation_epoch_start(self) -> None:
         self._val = {"preds": [], "targets": [], "feats": [], "losses": [], "stages": []}
 
@@ -194,7 +199,11 @@ class ColumnClassifierModule(L.LightningModule):
         verdicts = evaluate_gates(self.gates, metrics)
         metrics.update(gate_metrics(verdicts))
         # Every rank scores the same fixed split, so the numbers agree; sync_dist keeps Lightning's DDP contract.
-        self.log("val/macro_f1", metrics.pop("val/macro_f1"), prog_bar=True, sync_dist=True)
+        macro = metrics.pop("val/macro_f1")
+        self.log("val/macro_f1", macro, prog_bar=True, sync_dist=True)
+        # the band of the eval chart: bootstrap 95% interval over the validation examples
+        ci = bootstrap_f1(preds, targets, len(self.labels), seed=self.seed)["macro_f1"]
+        self.log_dict({"val/macro_f1/lower": ci["low"], "val/macro_f1/upper": ci["high"]}, sync_dist=True)
         self.log_dict(metrics, sync_dist=True)
         if self.global_rank == 0:
             self._tensorboard_figures(preds, targets)

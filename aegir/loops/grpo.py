@@ -30,7 +30,7 @@ from aegir.loops.lm import adamw_with_schedule, keep_trainable_weights_only
 from aegir.rl.advantages import compute_advantages, zero_std_groups
 from aegir.models.policy import Policy
 from aegir.rl.losses import high_entropy_threshold, mask_truncated, policy_loss, soft_overlong_penalty
-from aegir.observe.tensorboard import log_samples_table
+from aegir.observe.tensorboard import EVAL_BANDS, add_band_charts, band, band_bounds, log_samples_table
 from aegir.rl.rewards import (RewardBatch, RewardComposer, RewardSpec, gated_components, pass_rate,
                               write_error_samples)
 from aegir.rl.rollout import RolloutBatch
@@ -487,16 +487,12 @@ class GRPOModule(L.LightningModule):
         self._update_task_sampler(rows)
 
     def _add_margin_charts(self) -> None:
-        """TensorBoard custom-scalars layout: reward mean ± std and eval reward ± 95% CI as shaded bands."""
-        from lightning.pytorch.loggers import TensorBoardLogger
-
-        layout = {"GRPO": {
-            "train reward (mean ± std)": ["Margin", ["grpo/reward/mean", "grpo/reward/lower", "grpo/reward/upper"]],
-            "eval reward (mean ± 95% CI)": ["Margin", ["eval/reward", "eval/reward/lower", "eval/reward/upper"]],
-        }}
-        for logger in self.loggers:
-            if isinstance(logger, TensorBoardLogger) and self.global_rank == 0:
-                logger.experiment.add_custom_scalars(layout)
+        """TensorBoard custom-scalars layout: eval reward ± 95% CI and train reward mean ± std as shaded bands."""
+        if self.global_rank == 0:
+            add_band_charts(self.loggers, {
+                EVAL_BANDS: {"eval/reward ± 95% CI": band("eval/reward")},
+                "GRPO": {"train reward (mean ± std)": ["grpo/reward/mean", "grpo/reward/lower", "grpo/reward/upper"]},
+            })
 
     def _write_eval_samples(self, rows: Sequence[Mapping[str, Any]]) -> None:
         if self.global_rank != 0:
@@ -621,9 +617,8 @@ def eval_metrics(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     for task, stat in eval_stats(rows).items():
         prefix = "eval" if task == "all" else f"eval/{task}"
         metrics[f"{prefix}/reward"] = float(stat["mean"])
-        if task == "all" and math.isfinite(stat["ci95"]):  # the band of the eval margin chart
-            metrics["eval/reward/lower"] = float(stat["mean"] - stat["ci95"])
-            metrics["eval/reward/upper"] = float(stat["mean"] + stat["ci95"])
+        if task == "all":  # the band of the eval margin chart
+            metrics.update(band_bounds("eval/reward", float(stat["mean"]), float(stat["ci95"])))
         metrics[f"{prefix}/reward/ci95"] = float(stat["ci95"])
         metrics[f"{prefix}/reward/n"] = float(stat["n"])
     return metrics

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from aegir.config.schema import LMAlgoConfig, OptimConfig, PretrainTaskConfig
 from aegir.eval.stats import mean_ci
+from aegir.observe.tensorboard import EVAL_BANDS, add_band_charts, band, band_bounds
 from aegir.tasks.pretrain.windows import RandomWindowBatches
 
 LN2 = math.log(2.0)
@@ -190,6 +191,7 @@ class ByteLMModule(L.LightningModule):
         self.total_steps = total_steps
         self._val_sum = 0.0
         self._val_count = 0
+        self._val_windows: list[torch.Tensor] = []
         self._last_batch_time: float | None = None
         self._degeneracy = DegeneracyMonitor()
 
@@ -234,14 +236,19 @@ class ByteLMModule(L.LightningModule):
             world = self.trainer.world_size
             self.log("perf/bytes_per_s", batch[:, 1:].numel() * world / elapsed)
 
+    def on_train_start(self) -> None:
+        if self.global_rank == 0:
+            add_band_charts(self.loggers, {EVAL_BANDS: {"val/bpb ± 95% CI": band("val/bpb")}})
+
     def on_validation_epoch_start(self) -> None:
-        self._val_sum, self._val_count = 0.0, 0
+        self._val_sum, self._val_count, self._val_windows = 0.0, 0, []
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         inputs, targets = batch[:, :-1], batch[:, 1:]
         losses = next_byte_loss(self(inputs), targets, reduction="none")
         self._val_sum += float(losses.sum())
         self._val_count += losses.numel()
+        self._val_windows.append(losses.detach().float().mean(dim=1).cpu())
 
     def on_validation_epoch_end(self) -> None:
         if self._val_count == 0:
@@ -250,6 +257,9 @@ class ByteLMModule(L.LightningModule):
         # Every rank scores the same fixed windows; the cross-rank mean is the same number on every rank.
         self.log("val/loss", loss, sync_dist=True)
         self.log("val/bpb", loss / LN2, prog_bar=True, sync_dist=True)
+        # the band of the eval chart: 95% CI of the mean over the validation windows
+        spread = mean_ci(torch.cat(self._val_windows).double().numpy() / LN2)
+        self.log_dict(band_bounds("val/bpb", loss / LN2, spread.ci95), sync_dist=True)
 
     # ------------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from aegir.config.schema import SFTAlgoConfig
 from aegir.eval.stats import mean_ci
+from aegir.observe.tensorboard import EVAL_BANDS, add_band_charts, band, band_bounds
 from aegir.loops.lm import LN2, adamw_with_schedule, auxiliary_loss, keep_trainable_weights_only
 from aegir.loops.record_batches import RecordBatches, record_loader
 from aegir.models.policy import BytePolicy, Policy
@@ -127,6 +128,10 @@ class SFTModule(L.LightningModule):
             loss = loss + aux
         return loss
 
+    def on_train_start(self) -> None:
+        if self.global_rank == 0:
+            add_band_charts(self.loggers, {EVAL_BANDS: {"val/bpb ± 95% CI": band("val/bpb")}})
+
     def on_validation_epoch_start(self) -> None:
         self._val_losses = []
 
@@ -138,9 +143,12 @@ class SFTModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         if not self._val_losses:
             return
-        bpb = float(torch.cat(self._val_losses).mean())
+        per_record = torch.cat(self._val_losses)
+        bpb = float(per_record.mean())
         self.log("val/loss", bpb * LN2, sync_dist=True)
         self.log("val/bpb", bpb, prog_bar=True, sync_dist=True)
+        # the band of the eval chart: 95% CI of the mean over the eval records
+        self.log_dict(band_bounds("val/bpb", bpb, mean_ci(per_record.double().numpy()).ci95), sync_dist=True)
 
     @torch.no_grad()
     def final_metrics(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:

@@ -33,6 +33,16 @@ class ParamSyncCheck(Callback):
             logger.log_metrics({"ddp/param_max_abs_diff": drift}, step=trainer.global_step)
 
 
+class StepAxis(Callback):
+    """Give the run's loggers (aegir.observe.history_logger) `trainer.global_step` as their step axis, in every
+    process (set in `setup`, so nothing unpicklable travels to spawned DDP workers)."""
+
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        for logger in trainer.loggers:
+            if hasattr(logger, "axis_step"):
+                logger.step_source = lambda: int(trainer.global_step)
+
+
 def log_friendly_progress_bar() -> Callback:
     """Lightning's tqdm bar, without the nested validation bar when the output is not a terminal: tqdm moves the
     cursor up (`ESC[A`) to redraw a nested bar, which a log file (run.log, CI, `| tee`) keeps as junk."""

@@ -1,12 +1,17 @@
-"""The run's Lightning loggers: `HistoryLogger` appends every logged scalar to history.jsonl
-(docs/run_directory.md), `StepAxisTensorBoardLogger` writes tb/. Both log at the step Lightning passes
-(docs/metrics.md, Steps) and drop Lightning's `epoch` scalar (always 0 here: the training iterable is endless).
+"""The run's Lightning loggers, both on one step axis (docs/metrics.md, Steps): `HistoryLogger` appends every logged
+scalar to history.jsonl (docs/run_directory.md), `StepAxisTensorBoardLogger` writes tb/.
+
+Lightning logs a training step's metrics, and the validation after it, at its count of batches stepped *before*
+the step (24 for the 25th optimizer step) and adds an `epoch` scalar (always 0 here: the training iterable is
+endless). Both loggers here log at `trainer.global_step` instead -- the optimizer steps done, restored exactly on
+resume, the step of the sample files, of the checkpoints and of the sweep's reports to Optuna -- once
+`aegir.observe.callbacks.StepAxis` has given them the trainer, and drop `epoch`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.loggers.logger import Logger
@@ -18,10 +23,13 @@ DROPPED = ("epoch",)
 
 
 class StepAxisMixin:
-    """The step a metric is logged at: the one Lightning (or an explicit caller) passes."""
+    """`step_source` (set by the StepAxis callback in every process) gives the step every metric is logged at;
+    without it (a logger used outside a Trainer) the step passed is kept."""
+
+    step_source: Callable[[], int] | None = None
 
     def axis_step(self, step: int | None) -> int:
-        return int(step or 0)
+        return int(self.step_source()) if self.step_source is not None else int(step or 0)
 
 
 class HistoryLogger(StepAxisMixin, Logger):
@@ -62,6 +70,7 @@ class HistoryLogger(StepAxisMixin, Logger):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_writer"] = None
+        state.pop("step_source", None)  # holds the trainer; StepAxis sets it again in each process
         return state
 
 
@@ -73,3 +82,8 @@ class StepAxisTensorBoardLogger(StepAxisMixin, TensorBoardLogger):
         metrics = {k: v for k, v in metrics.items() if k not in DROPPED}
         if metrics:
             super().log_metrics(metrics, self.axis_step(step))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("step_source", None)
+        return state

@@ -1,6 +1,11 @@
 """TensorBoard as its users expect it: no clutter, and an HParams record per run.
 
-* No `epoch` scalar (aegir.observe.history_logger); steps as docs/metrics.md (Steps) says.
+* One step axis, no `epoch` scalar (aegir.observe.history_logger; docs/metrics.md, Steps).
+* Eval curves that read at TensorBoard's default settings: every loop puts its evaluation metric in a Custom
+  Scalars band chart (`add_band_charts`, category EVAL_BANDS) -- the mean between `<metric>/lower` and `/upper`.
+  TensorBoard draws margin charts unsmoothed, so a curve of a few evaluations is not flattened by the 0.6
+  smoothing, and the band widens the y range that "ignore outliers" keeps (a curve at 0 for most evaluations that
+  jumps at the last ones can still be clipped).
 * HParams: each run's session lives in the sub-run `tb/final/`: the session start (the hyperparameters that
   matter -- identity, the swept parameters, the command-line overrides -- and a `group_name` shared by the seeds of
   one configuration) is written when training starts, the end status (success, or failure for a pruned or failed
@@ -18,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from aegir.observe.aggregate import short_key
 from aegir.rundir import replicate_key
 
 FINAL_RUN = "final"  # the sub-run of tb/ that holds the HParams session and the final metric values
@@ -29,6 +35,33 @@ IDENTITY_HPARAMS = ("name", "task.name", "model.name", "arm.name", "seed", "algo
 # Overrides that say where or how a run ran, not what it computes.
 _LOCAL_OVERRIDES = ("paths.", "hydra.", "resume", "trainer.enable_progress_bar", "callbacks.progress_bar",
                     "logger.", "notes", "tags")
+
+
+EVAL_BANDS = "eval curves (mean, 95% CI band)"  # the Custom Scalars category of every loop's evaluation metric
+
+
+def band(metric: str) -> list[str]:
+    """The three tags of a margin chart: the metric, then its `/lower` and `/upper` bounds."""
+    return [metric, f"{metric}/lower", f"{metric}/upper"]
+
+
+def band_bounds(metric: str, mean: float, half_width: float) -> dict[str, float]:
+    """`<metric>/lower`, `/upper` = mean -/+ half_width; nothing when the width is not finite (one sample)."""
+    if not math.isfinite(half_width):
+        return {}
+    return {f"{metric}/lower": mean - half_width, f"{metric}/upper": mean + half_width}
+
+
+def add_band_charts(loggers: Sequence[Any], layout: Mapping[str, Mapping[str, Sequence[str]]]) -> None:
+    """Custom Scalars categories of margin (band) charts, {category: {chart title: band(metric)}}, in every
+    TensorBoard logger. TensorBoard merges the layouts of all runs under `--logdir`, keeping one chart per title."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    charts = {category: {title: ["Margin", list(series)] for title, series in items.items()}
+              for category, items in layout.items()}
+    for logger in loggers:
+        if isinstance(logger, TensorBoardLogger):
+            logger.experiment.add_custom_scalars(charts)
 
 
 def flat_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -52,9 +85,23 @@ def _hparam_value(value: Any) -> Any:
     return json.dumps(value, default=str)
 
 
-def replicate_group(config: Mapping[str, Any]) -> str:
-    """The same string for every seed of one configuration."""
-    return "config-" + replicate_key(dict(config))
+def replicate_group(config: Mapping[str, Any], overrides: Sequence[str] = (),
+                    swept: Mapping[str, Any] | None = None) -> str:
+    """The HParams row of a run (its session group, the table's "Trial ID"), the same for every seed of one
+    configuration: what sets the configuration apart, readable -- its name, then its swept parameters, or else its
+    command-line overrides other than the seed and experiment (`grpo_toy group_size=8 kl_coef=0.02`) -- and then
+    the configuration's hash, which keeps apart two configurations that read alike."""
+    if swept:
+        parts = [(str(k), v) for k, v in swept.items()]
+    else:
+        parts = []
+        for text in overrides:
+            key, sep, value = str(text).lstrip("+~").partition("=")
+            if sep and key not in ("seed", "experiment") and not key.startswith(_LOCAL_OVERRIDES):
+                parts.append((key, value))
+    keys = [k for k, _ in parts]
+    readable = [f"{short_key(k, keys)}={v}" for k, v in parts]
+    return " ".join([str(config.get("name") or "run"), *readable, "#" + replicate_key(dict(config))[:8]])
 
 
 def _select(config: Mapping[str, Any], dotted: str) -> Any:

@@ -102,7 +102,7 @@ def start_hparams_session(cfg: DictConfig, paths: RunPaths, overrides: Sequence[
     config = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(config, dict)
     swept = ((extra_metadata or {}).get("trial") or {}).get("params")
-    start_session(paths.tb, key_hparams(config, overrides, swept), replicate_group(config))
+    start_session(paths.tb, key_hparams(config, overrides, swept), replicate_group(config, overrides, swept))
 
 
 def end_hparams_session(paths: RunPaths, status: str, metrics: dict[str, float] | None = None, step: int = 0,

@@ -21,7 +21,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
     from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 
     # these import Lightning (see the docstring)
-    from aegir.observe.callbacks import ParamSyncCheck, ThreadsPerProcess, log_friendly_progress_bar
+    from aegir.observe.callbacks import ParamSyncCheck, StepAxis, ThreadsPerProcess, log_friendly_progress_bar
     from aegir.observe.history_logger import HistoryLogger, StepAxisTensorBoardLogger
     from aegir.run.atomic_io import AtomicCheckpointIO
     from aegir.run.divergence import NonFiniteGuard
@@ -40,6 +40,7 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
     if show_bar:
         callbacks.append(RichProgressBar() if cfg.callbacks.progress_bar == "rich" else log_friendly_progress_bar())
     callbacks.append(ParamSyncCheck())
+    callbacks.append(StepAxis())  # every logger at trainer.global_step (aegir/observe/history_logger.py)
     callbacks.append(NonFiniteGuard(ckpt.monitor, stop=cfg.trainer.stop_on_nonfinite))
     if cfg.callbacks.observatory.enabled:  # learning-dynamics instruments (docs/observatory.md)
         from aegir.observe.observatory_callback import ObservatoryCallback

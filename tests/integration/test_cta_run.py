@@ -12,8 +12,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from aegir.errors import InputError
 from aegir.main import run
+from aegir.observe.tensorboard import EVAL_BANDS
 from aegir.rundir import RunPaths, read_history, read_json
-from tests.conftest import run_cli
+from tests.conftest import assert_banded, band_charts, run_cli
 
 # A CTA run in seconds: 60 synthetic tables (~330 train / ~40 val / ~40 test columns), a 1-layer model, short rows.
 CTA_FAST = [
@@ -60,9 +61,11 @@ def test_short_cta_fine_tune_writes_metrics_liveness_and_gates(compose, tmp_path
     assert summary["gates_passed"] == all(summary["gates"][g]["passed"] for g in LIVE_GATES)
 
     history = read_history(paths.history)
-    for name in LIVE_GATES:  # a verdict at every validation (steps 2 and 5), and the final one
-        assert [s for s, _ in history[f"gate/{name}"]][:2] == [2, 5]
-    assert [s for s, _ in history["val/macro_f1"]] == [2, 5] and "train/loss" in history
+    for name in LIVE_GATES:  # a verdict at every validation (after 3 and 6 optimizer steps), and the final one
+        assert [s for s, _ in history[f"gate/{name}"]][:2] == [3, 6]
+    assert [s for s, _ in history["val/macro_f1"]] == [3, 6] and "train/loss" in history
+    assert band_charts(paths.tb)[EVAL_BANDS]["val/macro_f1 (bootstrap 95% CI)"][0] == "val/macro_f1"
+    assert_banded(history, "val/macro_f1")
     # best.ckpt holds the best validation macro F1, and the summary scores exactly it
     assert objective == pytest.approx(max(v for _, v in history["val/macro_f1"]), abs=1e-6)
 

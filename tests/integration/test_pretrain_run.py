@@ -10,8 +10,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from aegir.errors import GateFailedError
 from aegir.main import run
+from aegir.observe.tensorboard import EVAL_BANDS
 from aegir.rundir import RunPaths, read_history, read_json
-from tests.conftest import FAST, run_cli
+from tests.conftest import FAST, assert_banded, band_charts, run_cli
 
 DETERMINISTIC_METRICS = ("train/loss", "train/bpb", "train/lr", "val/loss", "val/bpb")
 
@@ -44,7 +45,7 @@ def test_run_directory_contract(compose, tmp_path: Path) -> None:
     assert summary["gates"]["bpb_below_8"]["passed"] and summary["gates_passed"]
 
     history = read_history(paths.history)
-    assert [s for s, _ in history["val/bpb"]] == [3, 7, 11]  # every 4 optimizer steps (0-based step index)
+    assert [s for s, _ in history["val/bpb"]] == [4, 8, 12]  # every 4 optimizer steps, at the steps done
     assert len(history["train/loss"]) == 6 and "perf/bytes_per_s" in history
     assert history["gate/bpb_below_8"][-1][1] == 1.0
     # best.ckpt is the checkpoint with the lowest val/bpb, and the summary scores exactly it
@@ -57,6 +58,9 @@ def test_run_directory_contract(compose, tmp_path: Path) -> None:
     for tag in ("train/loss", "val/bpb", "perf/bytes_per_s"):
         assert tag in tags, (tag, tags)
     assert "gate/bpb_below_8" not in tags and "epoch" not in tags  # single points / a constant: not charts
+    # the eval curve as a band chart of its own (mean ± 95% CI over the validation windows)
+    assert band_charts(paths.tb)[EVAL_BANDS]["val/bpb ± 95% CI"] == ("val/bpb", "val/bpb/lower", "val/bpb/upper")
+    assert_banded(history, "val/bpb")
 
 
 def test_same_config_and_seed_give_identical_series(compose, tmp_path: Path) -> None:

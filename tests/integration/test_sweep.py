@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from aegir.errors import InputError
-from aegir.rundir import read_json
+from aegir.rundir import read_history, read_json
 from aegir.sweep import load_spec, preflight, run_sweep
 from tests.conftest import FAST, ROOT
 
@@ -39,6 +39,9 @@ def test_grid_sweep_completes_resumes_and_prunes(tmp_path: Path) -> None:
         meta = read_json(Path(trial.user_attrs["run_dir"]) / "metadata.json")
         assert meta["trial"]["number"] == trial.number and meta["trial"]["study"] == "grid"
         assert meta["status"] == "finished"
+        # one step axis: Optuna's intermediate values sit at the steps of history.jsonl (and TensorBoard)
+        history = read_history(Path(trial.user_attrs["run_dir"]) / "history.jsonl")
+        assert sorted(trial.intermediate_values) == [s for s, _ in history["val/bpb"]] == [4, 8, 12]
     dirs = sorted((tmp_path / "grid" / "trials").iterdir())
     again = run_sweep(load_spec(_spec(tmp_path, "grid")))  # resume: nothing left to do
     assert len(again.get_trials()) == 4 and sorted((tmp_path / "grid" / "trials").iterdir()) == dirs

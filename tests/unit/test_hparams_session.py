@@ -9,7 +9,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams.api_pb2 import Status
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
-from aegir.observe.tensorboard import FINAL_RUN, end_session, key_hparams, start_session
+from aegir.observe.tensorboard import FINAL_RUN, end_session, key_hparams, replicate_group, start_session
 
 CONFIG = {"name": "grpo_toy", "seed": 42, "task": {"name": "toy_arith"}, "model": {"name": "rwkv7_nano"},
           "arm": {"name": "full"}, "algo": {"name": "grpo", "lr": 1e-3, "group_size": 8, "kl_coef": 0.02,
@@ -30,6 +30,17 @@ def test_key_hparams_are_identity_swept_and_overridden() -> None:
                        "seed": 42, "algo/name": "grpo", "algo/lr": 1e-3, "algo/group_size": 8,
                        "algo/kl_coef": 0.02, "trainer/max_steps": 60, "experiment": "grpo_toy",
                        "algo/clip_eps_low": 0.2}
+
+
+def test_the_row_of_a_configuration_reads_what_sets_it_apart_and_is_shared_by_its_seeds() -> None:
+    run = ["+experiment=grpo_toy", "seed=42", "algo.kl_coef=0.02", "paths.output_root=/x"]
+    group = replicate_group(CONFIG, run)
+    assert group.startswith("grpo_toy kl_coef=0.02 #") and len(group.rsplit("#", 1)[1]) == 8
+    assert replicate_group({**CONFIG, "seed": 7}, [*run[:1], "seed=7", *run[2:]]) == group  # another seed
+    other = replicate_group({**CONFIG, "algo": {**CONFIG["algo"], "lr": 0.5}}, run)  # reads alike, differs
+    assert other != group and other.startswith("grpo_toy kl_coef=0.02 #")
+    trial = replicate_group(CONFIG, [*run, "trainer.max_steps=60"], {"algo.group_size": 8, "algo.kl_coef": 0.02})
+    assert trial.startswith("grpo_toy group_size=8 kl_coef=0.02 #")  # a trial: its swept parameters
 
 
 def test_a_pruned_run_has_its_row_with_a_failure_status(tmp_path: Path) -> None:
