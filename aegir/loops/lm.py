@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from aegir.config.schema import LMAlgoConfig, OptimConfig, PretrainTaskConfig
+from aegir.eval.instrument import score_instrument
 from aegir.eval.stats import mean_ci
 from aegir.tasks.pretrain.windows import RandomWindowBatches
 
@@ -180,7 +181,8 @@ class ByteLMModule(L.LightningModule):
     """
 
     def __init__(self, model: nn.Module, train_bytes: torch.Tensor, val_windows: torch.Tensor, *,
-                 task: PretrainTaskConfig, algo: LMAlgoConfig, seed: int, total_steps: int) -> None:
+                 task: PretrainTaskConfig, algo: LMAlgoConfig, seed: int, total_steps: int,
+                 instrument: Any = None) -> None:
         super().__init__()
         self.model = model
         self.train_bytes = train_bytes
@@ -192,6 +194,8 @@ class ByteLMModule(L.LightningModule):
         self._val_count = 0
         self._last_batch_time: float | None = None
         self._degeneracy = DegeneracyMonitor()
+        # The fixed cross-arm instrument (aegir/tasks/pretrain/instrument.py), scored at init and on the final weights.
+        self.instrument = instrument
 
     # ------------------------------------------------------------------ data
     def train_dataloader(self) -> RandomWindowBatches:
@@ -257,7 +261,8 @@ class ByteLMModule(L.LightningModule):
 
     def final_metrics(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
         """val/bpb and val/loss of the current weights on the fixed windows, with the per-window 95% CI; for an
-        H-Net also each stage's boundary_frac, mean_prob and compression over those windows."""
+        H-Net also each stage's boundary_frac, mean_prob and compression over those windows; with the cross-arm
+        instrument, its eval/bpb/* and eval/relational/* metrics."""
         stage_stats: list[tuple[int, Sequence[Any]]] = []
         per_window_bpb = (evaluate_windows(self.model, self.val_windows, self.task.val_batch_size, stage_stats)
                           / LN2).numpy()
@@ -268,20 +273,26 @@ class ByteLMModule(L.LightningModule):
             metrics[f"chunk/stage{index}/mean_prob"] = mean_prob
             if frac > 0:
                 metrics[f"chunk/stage{index}/compression"] = 1.0 / frac
-        return metrics, {"val/bpb": bpb.as_dict()}
+        stats = {"val/bpb": bpb.as_dict()}
+        if self.instrument is not None:
+            metrics.update(score_instrument(self.model, self.instrument, self.task.seq_len, self.task.val_batch_size))
+        return metrics, stats
 
 
 @torch.no_grad()
 def evaluate_windows(model: nn.Module, windows: torch.Tensor, batch_size: int,
-                     stage_stats: list[tuple[int, Sequence[Any]]] | None = None) -> torch.Tensor:
-    """Mean next-byte loss (nats) of every window, [n_windows]: the per-window numbers behind val/bpb's CI.
+                     stage_stats: list[tuple[int, Sequence[Any]]] | None = None,
+                     per_byte: bool = False) -> torch.Tensor:
+    """Mean next-byte loss (nats) of every window, [n_windows]: the per-window numbers behind val/bpb's CI;
+    `per_byte` keeps every target byte's loss, [n_windows, seq_len] (the per-segment-kind eval bpb).
     With `stage_stats`, appends (positions, router stats) of every batch for models that report them (H-Net)."""
     was_training = model.training
     model.eval()
     per_window = []
     for batch in torch.split(windows, batch_size):
         logits = lm_logits(model, batch[:, :-1])
-        per_window.append(next_byte_loss(logits, batch[:, 1:], reduction="none").mean(dim=1))
+        losses = next_byte_loss(logits, batch[:, 1:], reduction="none")
+        per_window.append(losses if per_byte else losses.mean(dim=1))
         aux = getattr(model, "last_aux", None)
         if stage_stats is not None and aux is not None:
             stage_stats.append((batch[:, :-1].numel(), aux.stages))
