@@ -15,14 +15,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from aegir.config.schema import LMAlgoConfig, OptimConfig, PretrainTaskConfig
-from aegir.eval.instrument import score_instrument
+from aegir.eval.instrument import (COMMON_KINDS, PROBE_MAX_BYTES, per_kind_window_bpb, probe_metrics,
+                                    with_companions)
 from aegir.eval.stats import mean_ci
+from aegir.tasks.pretrain.instrument import KIND_CODES, Instrument, ProbeItem
 from aegir.tasks.pretrain.windows import RandomWindowBatches
 
 LN2 = math.log(2.0)
@@ -182,7 +185,7 @@ class ByteLMModule(L.LightningModule):
 
     def __init__(self, model: nn.Module, train_bytes: torch.Tensor, val_windows: torch.Tensor, *,
                  task: PretrainTaskConfig, algo: LMAlgoConfig, seed: int, total_steps: int,
-                 instrument: Any = None) -> None:
+                 instrument: Instrument | None = None) -> None:
         super().__init__()
         self.model = model
         self.train_bytes = train_bytes
@@ -298,3 +301,60 @@ def evaluate_windows(model: nn.Module, windows: torch.Tensor, batch_size: int,
             stage_stats.append((batch[:, :-1].numel(), aux.stages))
     model.train(was_training)
     return torch.cat(per_window)
+
+
+@torch.no_grad()
+def candidate_scores(model: nn.Module, items: Sequence[ProbeItem], max_len: int, batch_size: int) -> np.ndarray:
+    """[n_items, k]: the mean log-probability per byte (nats) of each candidate's bytes after its context. A context
+    longer than fits `max_len` together with the candidate loses its oldest bytes (the model was trained on windows
+    of that length). Length-normalised so that longer candidates are not penalised for their length."""
+    sequences: list[tuple[list[int], int]] = []  # (bytes, length of the candidate at the end)
+    for item in items:
+        context = list(item.context.encode("utf-8"))
+        for candidate in item.candidates:
+            tail = list(candidate.encode("utf-8"))
+            keep = max(1, max_len - len(tail))
+            sequences.append((context[-keep:] + tail, len(tail)))
+    out = np.empty(len(sequences))
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(sequences), batch_size):
+        chunk = sequences[start:start + batch_size]
+        width = max(len(s) for s, _ in chunk)
+        ids = torch.zeros(len(chunk), width, dtype=torch.long)  # right padding: causal models never look ahead
+        for row, (seq, _) in enumerate(chunk):
+            ids[row, :len(seq)] = torch.tensor(seq)
+        logp = F.log_softmax(lm_logits(model, ids[:, :-1]).float(), dim=-1)
+        token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+        for row, (seq, n_tail) in enumerate(chunk):
+            out[start + row] = float(token_logp[row, len(seq) - 1 - n_tail:len(seq) - 1].mean())
+    model.train(was_training)
+    k = len(items[0].candidates) if items else 0
+    return out.reshape(len(items), k)
+
+
+def score_instrument(model: nn.Module, instrument: Instrument, seq_len: int, batch_size: int) -> dict[str, float]:
+    """Every instrument metric of the model's current weights. Probe sequences are at most PROBE_MAX_BYTES long
+    (and never longer than a training window): their contexts are short by construction, the cap trims the top of
+    a long CREATE TABLE, and it bounds the cost of the evaluation."""
+    metrics: dict[str, float] = {}
+    if instrument.eval_windows is not None:
+        windows = instrument.eval_windows
+        losses = evaluate_windows(model, windows.windows, batch_size, per_byte=True).numpy()
+        kinds = windows.kinds[:, 1:].numpy()
+        for kind, code in KIND_CODES.items():
+            metrics.update(with_companions(f"eval/bpb/{kind}", mean_ci(per_kind_window_bpb(losses, kinds, [code]))))
+        common = [KIND_CODES[k] for k in COMMON_KINDS]
+        metrics.update(with_companions("eval/bpb/common", mean_ci(per_kind_window_bpb(losses, kinds, common))))
+    accuracies, log_odds = [], []
+    max_len = min(seq_len + 1, PROBE_MAX_BYTES)
+    for name, items in instrument.probes.items():
+        answers = np.array([item.answer for item in items])
+        probe, accuracy, odds = probe_metrics(name, candidate_scores(model, items, max_len, batch_size), answers)
+        metrics.update(probe)
+        accuracies.append(accuracy)
+        log_odds.append(odds)
+    if accuracies:  # every probe has the same number of items: the pooled mean is the mean of the probe means
+        metrics.update(with_companions("eval/relational/mean", mean_ci(np.concatenate(accuracies))))
+        metrics.update(with_companions("eval/relational/log_odds", mean_ci(np.concatenate(log_odds))))
+    return metrics

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 from aegir.config import load_group
-from aegir.eval.instrument import candidate_scores, choice_outcomes, per_kind_window_bpb, score_instrument
+from aegir.eval.instrument import choice_outcomes, per_kind_window_bpb
+from aegir.loops.lm import candidate_scores, score_instrument
 from aegir.models.build import build_model
 from aegir.tasks.ontology.catalog import SQL_TYPES, default_catalog
 from aegir.tasks.pretrain.corpus import SEGMENT_KINDS, generate_document
-from aegir.tasks.pretrain.instrument import (EVAL_FIRST_DOCUMENT, KIND_CODES, N_CANDIDATES, build_eval_windows,
+from aegir.tasks.pretrain.instrument import (EVAL_FIRST_DOCUMENT, N_CANDIDATES, build_eval_windows,
                                              build_instrument, build_probes)
 from aegir.tasks.pretrain.task import prepare_pretrain_data
 
