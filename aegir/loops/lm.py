@@ -305,13 +305,27 @@ def evaluate_windows(model: nn.Module, windows: torch.Tensor, batch_size: int,
 
 @torch.no_grad()
 def candidate_scores(model: nn.Module, items: Sequence[ProbeItem], max_len: int, batch_size: int) -> np.ndarray:
-    """[n_items, k]: the mean log-probability per byte (nats) of each candidate's bytes after its context. A context
-    longer than fits `max_len` together with the candidate loses its oldest bytes (the model was trained on windows
-    of that length). Length-normalised so that longer candidates are not penalised for their length."""
+    """[n_items, k]: the mean log-probability per byte (nats) of each candidate's bytes after its context, minus the
+    same after the item's baseline context when it has one. A context longer than fits `max_len` together with the
+    candidate loses its oldest bytes (the model was trained on windows of that length). Length-normalised so that
+    longer candidates are not penalised for their length."""
+    k = len(items[0].candidates) if items else 0
+    scores = _mean_logprobs(model, [(item.context, item.candidates) for item in items], max_len, batch_size)
+    calibrated = [i for i, item in enumerate(items) if item.baseline]
+    if calibrated:
+        base = _mean_logprobs(model, [(items[i].baseline, items[i].candidates) for i in calibrated], max_len,
+                              batch_size)
+        scores.reshape(len(items), k)[calibrated] -= base.reshape(len(calibrated), k)
+    return scores.reshape(len(items), k)
+
+
+def _mean_logprobs(model: nn.Module, pairs: Sequence[tuple[str, Sequence[str]]], max_len: int,
+                   batch_size: int) -> np.ndarray:
+    """Flat [sum of candidates]: each candidate's mean log-probability per byte after its context."""
     sequences: list[tuple[list[int], int]] = []  # (bytes, length of the candidate at the end)
-    for item in items:
-        context = list(item.context.encode("utf-8"))
-        for candidate in item.candidates:
+    for context_text, candidates in pairs:
+        context = list(context_text.encode("utf-8"))
+        for candidate in candidates:
             tail = list(candidate.encode("utf-8"))
             keep = max(1, max_len - len(tail))
             sequences.append((context[-keep:] + tail, len(tail)))
@@ -329,8 +343,7 @@ def candidate_scores(model: nn.Module, items: Sequence[ProbeItem], max_len: int,
         for row, (seq, n_tail) in enumerate(chunk):
             out[start + row] = float(token_logp[row, len(seq) - 1 - n_tail:len(seq) - 1].mean())
     model.train(was_training)
-    k = len(items[0].candidates) if items else 0
-    return out.reshape(len(items), k)
+    return out
 
 
 def score_instrument(model: nn.Module, instrument: Instrument, seq_len: int, batch_size: int) -> dict[str, float]:

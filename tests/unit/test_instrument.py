@@ -3,6 +3,7 @@ reference answers come from the catalog, scored at chance by a model that knows 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -150,3 +151,28 @@ def test_score_instrument_reports_every_kind_and_probe_with_companions() -> None
         assert math.isfinite(metrics[name]) and metrics[f"{name}/lower"] <= metrics[name] <= metrics[f"{name}/upper"]
         assert metrics[f"{name}/n"] >= 1
     assert 7.0 < metrics["eval/bpb/common"] < 10.0  # an untrained byte model: about log2(vocab) bits
+
+
+class _ContextBlind(torch.nn.Module):
+    """A unigram byte model: the same next-byte distribution whatever came before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logits = torch.nn.Parameter(torch.linspace(-3.0, 3.0, 256))
+
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.logits.expand(*ids.shape, 256), None
+
+
+def test_calibrated_join_row_cancels_what_a_name_scores_on_its_own(probes: dict) -> None:
+    """A model that ignores the context prefers some names for their bytes alone; calibrated against the cue-free
+    baseline, every join_row candidate scores exactly 0, so the probe gives it chance and log-odds 0."""
+    items = probes["join_row"]
+    assert all(item.baseline for item in items)
+    answers = np.array([item.answer for item in items])
+    scores = candidate_scores(_ContextBlind(), items, max_len=128, batch_size=64)
+    np.testing.assert_allclose(scores, 0.0, atol=1e-6)
+    accuracy, log_odds = choice_outcomes(scores, answers)
+    assert accuracy.mean() == pytest.approx(0.25) and log_odds.mean() == pytest.approx(0.0, abs=1e-6)
+    uncalibrated = candidate_scores(_ContextBlind(), [dataclasses.replace(i, baseline="") for i in items], 128, 64)
+    assert np.ptp(uncalibrated, axis=1).min() > 0  # without the baseline the names' own bytes decide

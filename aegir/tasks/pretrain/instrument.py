@@ -21,7 +21,8 @@ SHA-256 each in every arm's metadata.json):
   - ``join_target``: a CREATE VIEW joining a table to what one of its keys references, cut at the joined table
     ("join consistency": the join that respects the key vs joins that violate it).
   - ``join_row``: a row of such a join view, cut at the joined name: the name of a row of the referenced class vs
-    names of rows of unrelated classes (the names come from the corpus generator itself).
+    names of rows of unrelated classes (the names come from the corpus generator itself). Scored against the same
+    names after a cue-free context (``ProbeItem.baseline``): names differ in how predictable they are on their own.
   - ``column_type``: a table's rows (JSON lines, so the column comes with its values), then its CREATE TABLE cut at
     one column's type; candidates are SQL types ("column <-> property range").
 
@@ -47,6 +48,9 @@ EVAL_FIRST_DOCUMENT = 1_000_000  # eval documents are numbered from here; traini
 SEPARATOR_KIND = -1  # the kind code of separator bytes (scored in no per-kind metric)
 KIND_CODES: dict[str, int] = {kind: code for code, kind in enumerate(SEGMENT_KINDS)}
 N_CANDIDATES = 4  # candidates per probe item: the answer and three distractors (chance = 1/4)
+# join_row's cue-free context: any row's name. Without it, per-byte likelihood prefers formulaic names ("Order
+# ORD-2023-00134") to free-form ones (person names) whatever the key (experiments/arms_relational.md).
+JOIN_ROW_BASELINE = '{"name": "'
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,9 @@ class ProbeItem:
     candidates: tuple[str, ...]
     answer: int  # index of the reference answer in `candidates`
     meta: dict[str, str] = field(default_factory=dict)  # what the answer was derived from (for tests and audits)
+    # A context without the relational cue; when set, a candidate's score is its log-likelihood after `context`
+    # minus that after `baseline`, so how predictable a candidate is on its own cancels out.
+    baseline: str = ""
 
 
 def _labelled_document(data_seed: int, index: int, catalog: Catalog) -> tuple[bytes, list[int]]:
@@ -175,7 +182,7 @@ def _join_row(catalog: Catalog, rng: random.Random) -> ProbeItem:
     answer = next(i for i, (cls, _) in enumerate(pairs) if cls == target)
     return ProbeItem(context, tuple(json.dumps(name, ensure_ascii=False)[1:] + "}" for _, name in pairs), answer,
                      {"table": table.name, "column": fk.name, "references": target,
-                      "candidate_classes": ",".join(cls for cls, _ in pairs)})
+                      "candidate_classes": ",".join(cls for cls, _ in pairs)}, baseline=JOIN_ROW_BASELINE)
 
 
 def _column_type(catalog: Catalog, rng: random.Random) -> ProbeItem:
@@ -213,7 +220,7 @@ def build_probes(data_seed: int, catalog: Catalog, n_items: int) -> dict[str, li
 
 def probes_sha256(probes: dict[str, list[ProbeItem]]) -> str:
     """Hash of every item's context, candidates and answer: equal hashes mean the same questions."""
-    payload = {name: [[item.context, list(item.candidates), item.answer] for item in items]
+    payload = {name: [[item.context, list(item.candidates), item.answer, item.baseline] for item in items]
                for name, items in probes.items()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
