@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FAST = [
     "trainer.max_steps=12", "trainer.val_check_interval=4", "trainer.log_every_n_steps=2",
     "trainer.enable_progress_bar=false", "task.data.n_documents=120", "task.seq_len=64", "task.batch_size=4",
-    "task.val_windows=8", "task.val_batch_size=8", "model.d_model=64", "model.n_layers=2", "model.head_size=32",
-    "algo.warmup_steps=2",
+    "task.val_windows=8", "task.val_batch_size=8", "task.eval_windows=4", "task.probe_items=2", "model.d_model=64",
+    "model.n_layers=2", "model.head_size=32", "algo.warmup_steps=2",
 ]
 
 

@@ -85,7 +85,7 @@ def root_keys() -> list[KeyInfo]:
     groups = set(ROOT_GROUPS)
     declared = {k: v for k, v in schema_fields(RootConfig).items() if k.split(".")[0] not in groups}
     flat = {k: v for k, v in _flatten(raw).items()}
-    for name in ("gates", "stages"):  # free-form sections: documented as a whole
+    for name in ("gates", "aggregate_gates", "stages"):  # free-form sections: documented as a whole
         flat[name] = raw.get(name, {})
     out = []
     for path in list(dict.fromkeys([*flat, *declared])):

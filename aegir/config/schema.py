@@ -99,6 +99,8 @@ class PretrainTaskConfig:
     batch_size: int = key(ge=1)
     val_windows: int = key(ge=1)
     val_batch_size: int = key(ge=1)
+    eval_windows: int = key(ge=0)
+    probe_items: int = key(ge=0)
 
 
 @dataclass

@@ -34,7 +34,7 @@ from aegir.schema import check_section, fail, nested_schema
 log = logging.getLogger("aegir")
 
 # Sections whose keys are free-form names validated entry by entry.
-_NAMED = {"gates", "stages"}
+_NAMED = {"gates", "aggregate_gates", "stages"}
 # Sections passed through as mappings and validated by their consumer before any work (aegir.rl.rewards).
 _FREEFORM = {"reward"}
 _HYDRA_KEYS = {"hydra"}
@@ -175,6 +175,7 @@ def validate(cfg: DictConfig) -> DictConfig:
         fail("reward", "must be a mapping {components, gate, workers, timeout_s, pass_rates, catalog_reload}")
     out["reward"] = reward
     out["gates"] = _validate_gates(container.get("gates") or {})
+    out["aggregate_gates"] = _validate_gates(container.get("aggregate_gates") or {}, "aggregate_gates")
     out["stages"] = _validate_stages(container.get("stages") or {})
     if out["model"]["arch"] in MODEL_CHECKS:
         MODEL_CHECKS[out["model"]["arch"]](out["model"])
@@ -205,9 +206,10 @@ def _check_ranges(resolved: dict[str, Any]) -> None:
     check_section(resolved, RootConfig, "")
     for section in DISCRIMINATED:
         check_section(resolved[section], section_schema(section, resolved[section]), section)
-    for name, gate in resolved["gates"].items():
-        if name != "required":
-            check_section(gate, GateConfig, f"gates.{name}")
+    for section in ("gates", "aggregate_gates"):
+        for name, gate in resolved[section].items():
+            if name != "required":
+                check_section(gate, GateConfig, f"{section}.{name}")
 
 
 def grpo_knob_notices(algo: GRPOAlgoConfig) -> list[str]:
@@ -233,24 +235,25 @@ def grpo_knob_notices(algo: GRPOAlgoConfig) -> list[str]:
     return notices
 
 
-def _validate_gates(node: Any) -> dict[str, Any]:
+def _validate_gates(node: Any, section: str = "gates") -> dict[str, Any]:
+    """`gates` (per run) or `aggregate_gates` (on a multirun's aggregate): the same declaration."""
     if not isinstance(node, dict):
-        fail("gates", "must be a mapping of gate names to {metric, op, value} plus an optional `required` flag")
+        fail(section, "must be a mapping of gate names to {metric, op, value} plus an optional `required` flag")
     out: dict[str, Any] = {"required": False}
     for name, spec in node.items():
         if name == "required":
             if not isinstance(spec, bool):
-                fail("gates.required", f"must be true or false, got {spec!r}")
+                fail(f"{section}.required", f"must be true or false, got {spec!r}")
             out["required"] = spec
             continue
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", str(name)):
-            fail(f"gates.{name}", "gate names may use letters, digits, '_', '.', '-'")
-        gate = OmegaConf.to_container(_merge_section(GateConfig, spec, f"gates.{name}"))
+            fail(f"{section}.{name}", "gate names may use letters, digits, '_', '.', '-'")
+        gate = OmegaConf.to_container(_merge_section(GateConfig, spec, f"{section}.{name}"))
         assert isinstance(gate, dict)
-        check_section(gate, GateConfig, f"gates.{name}")
+        check_section(gate, GateConfig, f"{section}.{name}")
         for key in ("metric", "op", "value"):
             if gate[key] == "???":
-                fail(f"gates.{name}.{key}", "missing; a gate is {metric: e.g. val/bpb, op: one of < <= > >= == !=, "
+                fail(f"{section}.{name}.{key}", "missing; a gate is {metric: e.g. val/bpb, op: one of < <= > >= == !=, "
                                             "value: a number}")
         out[name] = gate
     return out

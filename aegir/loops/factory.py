@@ -42,7 +42,8 @@ def _pretrain(cfg: DictConfig) -> StageBuild:
     data = prepare_pretrain_data(section_object("task", cfg.task), arm=cfg.arm.name, data_seed=cfg.data_seed)
     model = build_model(section_object("model", cfg.model))
     module = ByteLMModule(model, data.train, data.val_windows, task=section_object("task", cfg.task),
-                          algo=section_object("algo", cfg.algo), seed=cfg.seed, total_steps=cfg.trainer.max_steps)
+                          algo=section_object("algo", cfg.algo), seed=cfg.seed, total_steps=cfg.trainer.max_steps,
+                          instrument=data.instrument)
     return StageBuild(module, count_parameters(model), data.provenance)
 
 

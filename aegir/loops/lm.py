@@ -15,14 +15,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
 from aegir.config.schema import LMAlgoConfig, OptimConfig, PretrainTaskConfig
+from aegir.eval.instrument import (COMMON_KINDS, PROBE_MAX_BYTES, per_kind_window_bpb, probe_metrics,
+                                    with_companions)
 from aegir.eval.stats import mean_ci
 from aegir.observe.tensorboard import EVAL_BANDS, add_band_charts, band, band_bounds
+from aegir.tasks.pretrain.instrument import KIND_CODES, Instrument, ProbeItem
 from aegir.tasks.pretrain.windows import RandomWindowBatches
 
 LN2 = math.log(2.0)
@@ -181,7 +185,8 @@ class ByteLMModule(L.LightningModule):
     """
 
     def __init__(self, model: nn.Module, train_bytes: torch.Tensor, val_windows: torch.Tensor, *,
-                 task: PretrainTaskConfig, algo: LMAlgoConfig, seed: int, total_steps: int) -> None:
+                 task: PretrainTaskConfig, algo: LMAlgoConfig, seed: int, total_steps: int,
+                 instrument: Instrument | None = None) -> None:
         super().__init__()
         self.model = model
         self.train_bytes = train_bytes
@@ -194,6 +199,8 @@ class ByteLMModule(L.LightningModule):
         self._val_windows: list[torch.Tensor] = []
         self._last_batch_time: float | None = None
         self._degeneracy = DegeneracyMonitor()
+        # The fixed cross-arm instrument (aegir/tasks/pretrain/instrument.py), scored at init and on the final weights.
+        self.instrument = instrument
 
     # ------------------------------------------------------------------ data
     def train_dataloader(self) -> RandomWindowBatches:
@@ -267,7 +274,8 @@ class ByteLMModule(L.LightningModule):
 
     def final_metrics(self) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
         """val/bpb and val/loss of the current weights on the fixed windows, with the per-window 95% CI; for an
-        H-Net also each stage's boundary_frac, mean_prob and compression over those windows."""
+        H-Net also each stage's boundary_frac, mean_prob and compression over those windows; with the cross-arm
+        instrument, its eval/bpb/* and eval/relational/* metrics."""
         stage_stats: list[tuple[int, Sequence[Any]]] = []
         per_window_bpb = (evaluate_windows(self.model, self.val_windows, self.task.val_batch_size, stage_stats)
                           / LN2).numpy()
@@ -278,22 +286,98 @@ class ByteLMModule(L.LightningModule):
             metrics[f"chunk/stage{index}/mean_prob"] = mean_prob
             if frac > 0:
                 metrics[f"chunk/stage{index}/compression"] = 1.0 / frac
-        return metrics, {"val/bpb": bpb.as_dict()}
+        stats = {"val/bpb": bpb.as_dict()}
+        if self.instrument is not None:
+            metrics.update(score_instrument(self.model, self.instrument, self.task.seq_len, self.task.val_batch_size))
+        return metrics, stats
 
 
 @torch.no_grad()
 def evaluate_windows(model: nn.Module, windows: torch.Tensor, batch_size: int,
-                     stage_stats: list[tuple[int, Sequence[Any]]] | None = None) -> torch.Tensor:
-    """Mean next-byte loss (nats) of every window, [n_windows]: the per-window numbers behind val/bpb's CI.
+                     stage_stats: list[tuple[int, Sequence[Any]]] | None = None,
+                     per_byte: bool = False) -> torch.Tensor:
+    """Mean next-byte loss (nats) of every window, [n_windows]: the per-window numbers behind val/bpb's CI;
+    `per_byte` keeps every target byte's loss, [n_windows, seq_len] (the per-segment-kind eval bpb).
     With `stage_stats`, appends (positions, router stats) of every batch for models that report them (H-Net)."""
     was_training = model.training
     model.eval()
     per_window = []
     for batch in torch.split(windows, batch_size):
         logits = lm_logits(model, batch[:, :-1])
-        per_window.append(next_byte_loss(logits, batch[:, 1:], reduction="none").mean(dim=1))
+        losses = next_byte_loss(logits, batch[:, 1:], reduction="none")
+        per_window.append(losses if per_byte else losses.mean(dim=1))
         aux = getattr(model, "last_aux", None)
         if stage_stats is not None and aux is not None:
             stage_stats.append((batch[:, :-1].numel(), aux.stages))
     model.train(was_training)
     return torch.cat(per_window)
+
+
+@torch.no_grad()
+def candidate_scores(model: nn.Module, items: Sequence[ProbeItem], max_len: int, batch_size: int) -> np.ndarray:
+    """[n_items, k]: the mean log-probability per byte (nats) of each candidate's bytes after its context, minus the
+    same after the item's baseline context when it has one. A context longer than fits `max_len` together with the
+    candidate loses its oldest bytes (the model was trained on windows of that length). Length-normalised so that
+    longer candidates are not penalised for their length."""
+    k = len(items[0].candidates) if items else 0
+    scores = _mean_logprobs(model, [(item.context, item.candidates) for item in items], max_len, batch_size)
+    calibrated = [i for i, item in enumerate(items) if item.baseline]
+    if calibrated:
+        base = _mean_logprobs(model, [(items[i].baseline, items[i].candidates) for i in calibrated], max_len,
+                              batch_size)
+        scores.reshape(len(items), k)[calibrated] -= base.reshape(len(calibrated), k)
+    return scores.reshape(len(items), k)
+
+
+def _mean_logprobs(model: nn.Module, pairs: Sequence[tuple[str, Sequence[str]]], max_len: int,
+                   batch_size: int) -> np.ndarray:
+    """Flat [sum of candidates]: each candidate's mean log-probability per byte after its context."""
+    sequences: list[tuple[list[int], int]] = []  # (bytes, length of the candidate at the end)
+    for context_text, candidates in pairs:
+        context = list(context_text.encode("utf-8"))
+        for candidate in candidates:
+            tail = list(candidate.encode("utf-8"))
+            keep = max(1, max_len - len(tail))
+            sequences.append((context[-keep:] + tail, len(tail)))
+    out = np.empty(len(sequences))
+    was_training = model.training
+    model.eval()
+    for start in range(0, len(sequences), batch_size):
+        chunk = sequences[start:start + batch_size]
+        width = max(len(s) for s, _ in chunk)
+        ids = torch.zeros(len(chunk), width, dtype=torch.long)  # right padding: causal models never look ahead
+        for row, (seq, _) in enumerate(chunk):
+            ids[row, :len(seq)] = torch.tensor(seq)
+        logp = F.log_softmax(lm_logits(model, ids[:, :-1]).float(), dim=-1)
+        token_logp = logp.gather(-1, ids[:, 1:, None]).squeeze(-1)
+        for row, (seq, n_tail) in enumerate(chunk):
+            out[start + row] = float(token_logp[row, len(seq) - 1 - n_tail:len(seq) - 1].mean())
+    model.train(was_training)
+    return out
+
+
+def score_instrument(model: nn.Module, instrument: Instrument, seq_len: int, batch_size: int) -> dict[str, float]:
+    """Every instrument metric of the model's current weights. Probe sequences are at most PROBE_MAX_BYTES long
+    (and never longer than a training window): their contexts are short by construction, the cap trims the top of
+    a long CREATE TABLE, and it bounds the cost of the evaluation."""
+    metrics: dict[str, float] = {}
+    if instrument.eval_windows is not None:
+        windows = instrument.eval_windows
+        losses = evaluate_windows(model, windows.windows, batch_size, per_byte=True).numpy()
+        kinds = windows.kinds[:, 1:].numpy()
+        for kind, code in KIND_CODES.items():
+            metrics.update(with_companions(f"eval/bpb/{kind}", mean_ci(per_kind_window_bpb(losses, kinds, [code]))))
+        common = [KIND_CODES[k] for k in COMMON_KINDS]
+        metrics.update(with_companions("eval/bpb/common", mean_ci(per_kind_window_bpb(losses, kinds, common))))
+    accuracies, log_odds = [], []
+    max_len = min(seq_len + 1, PROBE_MAX_BYTES)
+    for name, items in instrument.probes.items():
+        answers = np.array([item.answer for item in items])
+        probe, accuracy, odds = probe_metrics(name, candidate_scores(model, items, max_len, batch_size), answers)
+        metrics.update(probe)
+        accuracies.append(accuracy)
+        log_odds.append(odds)
+    if accuracies:  # every probe has the same number of items: the pooled mean is the mean of the probe means
+        metrics.update(with_companions("eval/relational/mean", mean_ci(np.concatenate(accuracies))))
+        metrics.update(with_companions("eval/relational/log_odds", mean_ci(np.concatenate(log_odds))))
+    return metrics

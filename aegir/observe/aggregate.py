@@ -479,13 +479,23 @@ def write_tensorboard_aggregate(groups: Sequence[Group], out_dir: Path) -> list[
 
 def aggregate(root: Path) -> dict[str, Path]:
     """Write aggregate.md, aggregate.csv and aggregate_tb/ into `root` for every run below it."""
+    from aegir.observe.arms import compare_arms, markdown_section, write_arms
+
     runs = find_runs([root])
     groups = group_runs(runs)
+    comparisons = compare_arms(runs)  # runs that differ by corpus arm: paired differences and aggregate_gates
     paths = {"markdown": root / AGGREGATE_MD, "csv": root / AGGREGATE_CSV, "tensorboard": root / AGGREGATE_TB}
-    paths["markdown"].write_text(markdown_report(groups), encoding="utf-8")
+    paths["markdown"].write_text(markdown_report(groups) + "".join(markdown_section(c) for c in comparisons),
+                                 encoding="utf-8")
     paths["csv"].write_text(csv_report(groups), encoding="utf-8")
     shutil.rmtree(paths["tensorboard"], ignore_errors=True)  # rebuilt, not appended to: no doubled points
     write_tensorboard_aggregate(groups, paths["tensorboard"])
+    arms = write_arms(comparisons, root, paths["tensorboard"])
+    if arms is not None:
+        paths["arms"] = arms
+        for comparison in comparisons:
+            for name, verdict in comparison.verdicts.items():
+                print(f"aggregate gate {name}: {'PASS' if verdict.passed else 'FAIL'} ({verdict.reason})", flush=True)
     return paths
 
 

@@ -72,7 +72,7 @@ def test_every_option_sets_exactly_the_schema_keys(group: str, option: str) -> N
 def test_config_yaml_sets_exactly_the_root_keys() -> None:
     own = own_values("", "config")
     root = {f.name for f in fields(RootConfig)} - set(ROOT_GROUPS)
-    assert set(own) - {"gates", "stages"} == root
+    assert set(own) - {"gates", "aggregate_gates", "stages"} == root
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, o in OPTIONS if option_bases(g, o)])

@@ -23,7 +23,7 @@ def _run_dir() -> str:
 
 def test_run_dir_layout_and_uniqueness() -> None:
     first, second = _run_dir(), _run_dir()
-    pattern = r"outputs/runs/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d\.\d{6}-[0-9a-f]+_pretrain_rwkv7_nano_seed5"
+    pattern = r"outputs/runs/\d{4}-\d\d-\d\d/\d\d-\d\d-\d\d\.\d{6}-[0-9a-f]+_pretrain_rwkv7_nano_full_seed5"
     assert re.fullmatch(pattern, first), first
     assert first != second
 

@@ -12,6 +12,7 @@ from aegir.errors import InputError
 from aegir.rundir import sha256_bytes
 from aegir.tasks.ontology.catalog import catalog_for
 from aegir.tasks.pretrain.corpus import Corpus, build_corpus, load_user_corpus
+from aegir.tasks.pretrain.instrument import EVAL_FIRST_DOCUMENT, Instrument, build_instrument
 from aegir.tasks.pretrain.windows import validation_windows
 from aegir.tokenizer import bytes_to_tensor
 
@@ -21,6 +22,7 @@ class PretrainData:
     train: torch.Tensor                 # all training bytes, 1-D long
     val_windows: torch.Tensor           # [n, seq_len + 1] fixed validation windows
     provenance: dict[str, Any] = field(default_factory=dict)
+    instrument: Instrument | None = None  # the fixed cross-arm eval set and probes (synthetic corpora only)
 
 
 def prepare_pretrain_data(task: PretrainTaskConfig, arm: str, data_seed: int) -> PretrainData:
@@ -55,7 +57,14 @@ def prepare_pretrain_data(task: PretrainTaskConfig, arm: str, data_seed: int) ->
         "val_windows": {"n": int(windows.shape[0]), "seq_len": seq_len,
                         "sha256": sha256_bytes(windows.to(torch.int16).numpy().tobytes())},
     }
-    return PretrainData(train=train, val_windows=windows, provenance=provenance)
+    instrument = None
+    if data.source == "synthetic" and (task.eval_windows or task.probe_items):
+        if data.n_documents > EVAL_FIRST_DOCUMENT:
+            raise InputError(f"config error: task.data.n_documents: at most {EVAL_FIRST_DOCUMENT} with the cross-arm "
+                             f"eval instrument (its documents are numbered from there); got {data.n_documents}")
+        instrument = build_instrument(data_seed, catalog, seq_len, task.eval_windows, task.probe_items)
+        provenance.update(instrument.provenance)
+    return PretrainData(train=train, val_windows=windows, provenance=provenance, instrument=instrument)
 
 
 def _tables_data(task: PretrainTaskConfig, data_seed: int) -> PretrainData:
