@@ -19,9 +19,24 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 from aegir.eval.stats import mean_ci
-from aegir.observe.aggregate import (RunRecord, differing_keys, find_runs, flatten, group_runs, is_companion,
-                                     parameter_columns)
-from aegir.rundir import HISTORY, METADATA, REPLICATE_LOCAL_KEYS, config_hash, read_history
+from aegir.observe.aggregate import (
+    RunRecord,
+    differing_keys,
+    find_runs,
+    flatten,
+    group_runs,
+    is_companion,
+    parameter_columns,
+)
+from aegir.observe.arms import ARMS_JSON
+from aegir.observe.arms import paired_difference as arm_paired_difference
+from aegir.rundir import (
+    HISTORY,
+    METADATA,
+    REPLICATE_LOCAL_KEYS,
+    config_hash,
+    read_history,
+)
 
 REFERENCE_ARM = "full"  # the arm every other arm is compared with, when present
 
@@ -237,18 +252,14 @@ class PairedDiff:
 
 def paired_difference(reference: Mapping[Any, float], other: Mapping[Any, float], names: tuple[str, str]
                       ) -> PairedDiff:
-    """Paired by seed, so seed-to-seed variation shared by both arms cancels; under two pairs the interval is
-    undefined (nan)."""
+    """Paired by seed, so seed-to-seed variation shared by both arms cancels (the seed aggregate's own test,
+    aegir/observe/arms.py); under two pairs the interval is undefined (nan: the page's JSON has no infinity)."""
     seeds = tuple(s for s in reference if s in other and _finite(reference[s]) and _finite(other[s]))
-    a = np.array([reference[s] for s in seeds], dtype=np.float64)
-    b = np.array([other[s] for s in seeds], dtype=np.float64)
-    if len(seeds) < 2:
-        diff = float((a - b).mean()) if len(seeds) else math.nan
-        return PairedDiff(*names, len(seeds), diff, math.nan, math.nan, math.nan, seeds)
-    test = scipy_stats.ttest_rel(a, b)
-    ci = test.confidence_interval(0.95)
-    return PairedDiff(*names, len(seeds), float((a - b).mean()), float(ci.low), float(ci.high), float(test.pvalue),
-                      seeds)
+    if not seeds:
+        return PairedDiff(*names, 0, math.nan, math.nan, math.nan, math.nan, seeds)
+    paired = arm_paired_difference({s: float(reference[s]) for s in seeds}, {s: float(other[s]) for s in seeds})
+    lower, upper = (v if math.isfinite(v) else math.nan for v in (paired.lower, paired.upper))
+    return PairedDiff(*names, len(seeds), paired.mean, lower, upper, paired.p, seeds)
 
 
 def _finite(value: Any) -> bool:
@@ -312,7 +323,6 @@ def arm_comparisons(runs: Sequence[RunData]) -> list[dict[str, Any]]:
     return comparisons
 
 
-ARMS_JSON = "arms.json"  # the seed aggregate's arm comparison of a multirun, with its aggregate-gate verdicts
 
 
 def aggregate_gates(roots: Sequence[Path]) -> list[dict[str, Any]]:
