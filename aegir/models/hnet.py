@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aegir.models.lm import check_generate_args, continue_sampling
+from aegir.models.lm import check_generate_args, continue_sampling, run_step
 from aegir.models.rwkv7 import RWKV7Stack, RWKV7State
 
 KNOWN_LETTERS = {"w": "RWKV-7 block (TimeMix + relu^2 4x ChannelMix)"}
@@ -541,8 +541,10 @@ class HNetLM(nn.Module):
         target_compression: Sequence[float] | None = None,
         ratio_loss_weight: float = 0.03,
         tie_embeddings: bool = True,
+        compile_step: bool = False,
     ) -> None:
         super().__init__()
+        self.compile_step = compile_step
         if vocab_size < 2:
             raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
         self.spec = parse_layout(arch_layout, d_model)
@@ -605,7 +607,10 @@ class HNetLM(nn.Module):
         return self.logits(hidden), new_state
 
     def step(self, ids_t: Tensor, state: HNetState) -> tuple[Tensor, HNetState]:
-        """One byte per row: ids_t [B] -> (logits [B, V], new state)."""
+        """One byte per row: ids_t [B] -> (logits [B, V], new state); compiled with `compile_step` (decoding)."""
+        return run_step(self, HNetLM._eager_step, self.compile_step, ids_t, state)
+
+    def _eager_step(self, ids_t: Tensor, state: HNetState) -> tuple[Tensor, HNetState]:
         active = torch.ones(ids_t.shape[0], dtype=torch.bool, device=ids_t.device)
         hidden, state = self.hnet.step(self.emb(ids_t), state, active)
         return self.logits(hidden), state
