@@ -417,77 +417,67 @@ class TimeMix(nn.Module):
     def step(
         self, x: Tensor, v_first: Tensor | None, shift_state: Tensor, wkv_state: Tensor, wkv_out: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """One token, x [B, C]: `forward` on T = 1 (its oracle) with fewer, larger ops, for decoding.
+        """One token, x [B, C]: `forward` on T = 1 for decoding, its WKV update `wkv_step_fused` (into `wkv_out`
+        when given). Returns (out [B, C], v_first [B, C], new shift_state = x, new wkv_state)."""
+        out, v_first, new_wkv = self._mix(x, shift_state.to(x.dtype), v_first, wkv_state, wkv_out)
+        return out, v_first, x, new_wkv
 
-        The decay, in-context-rate and value-residual LoRAs (same rank) run as one bmm down and one baddbmm up
-        with one sigmoid; the WKV update is `wkv_step_fused`, written into `wkv_out` when given.
-        Returns (out [B, C], v_first [B, C], new shift_state = x, new wkv_state).
+    def lora_rates(self, mixed: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(w_log, icl_rate, value-residual gate or None on layer 0) from the w, a, v token-shift mixes mixed[:3]
+        ([3, *lead, C]; layer 0 reads only mixed[:2]).
+
+        Why: the three LoRAs share one rank, so they run as one bmm down, one tanh (decay only) and one baddbmm up
+        with one sigmoid, instead of 6 matmuls and 3 sigmoids; equal to `log_decay` and `_lora` one by one.
         """
-        batch, c = x.shape
-        heads_view = (batch, self.n_heads, self.head_size)
         first = self.layer_id == 0
-        if not first and v_first is None:
-            raise ValueError(f"TimeMix layer {self.layer_id} needs the v_first of its stack's layer 0")
-        # Rows w, a, v first so that the LoRA inputs are one contiguous slice (layer 0 has no value LoRA).
-        mix = torch.stack([self.x_w, self.x_a, self.x_v, self.x_r, self.x_k, self.x_g]).unsqueeze(1)
-        mixed = torch.addcmul(x, shift_state.to(x.dtype) - x, mix)
-        xw, xa, xv, xr, xk, xg = mixed.unbind(0)
-        n_lora = 2 if first else 3
         downs, ups, biases = [self.w1, self.a1], [self.w2, self.a2], [self.w0, self.a0]
         if not first:
             downs.append(self.v1)
             ups.append(self.v2)
             biases.append(self.v0)
-        hidden = torch.bmm(mixed[:n_lora], torch.stack(downs))
+        lead, c = mixed.shape[1:-1], mixed.shape[-1]
+        flat = mixed[: len(downs)].reshape(len(downs), -1, c)
+        hidden = torch.bmm(flat, torch.stack(downs))
         hidden = torch.cat([torch.tanh(hidden[:1]), hidden[1:]])  # the decay LoRA alone has a tanh
-        lora = torch.sigmoid(torch.baddbmm(torch.stack(biases).unsqueeze(1), hidden, torch.stack(ups)))
-        w_log, icl_rate = _LOG_DECAY_SCALE * lora[0], lora[1]
+        rates = torch.sigmoid(torch.baddbmm(torch.stack(biases).unsqueeze(1), hidden, torch.stack(ups)))
+        rates = rates.view(len(downs), *lead, c)
+        return _LOG_DECAY_SCALE * rates[0], rates[1], None if first else rates[2]
 
-        r = self.receptance(xr)
-        k = self.key(xk)
-        v = self.value(xv)
-        if first:
-            v_first = v
-        else:
-            v = torch.lerp(v, v_first, lora[2])
-        gate = _lora(xg, self.g1, self.g2, act=torch.sigmoid)
-
-        kk = F.normalize((k * self.k_k).view(heads_view), dim=-1, p=2.0, eps=1e-12)
-        k = k * (1 + (icl_rate - 1) * self.k_a)
-        r_h, k_h, v_h = r.view(heads_view), k.view(heads_view), v.view(heads_view)
-        args = (t.float() for t in (r_h, torch.exp(w_log).view(heads_view), k_h, v_h, -kk, kk * icl_rate.view(heads_view)))
-        new_wkv, y = wkv_step_fused(wkv_state.float(), *args, out=wkv_out)
-
-        y = self.ln_x(y.to(x.dtype).reshape(batch, c))
-        bonus = (r_h * k_h * self.r_k).sum(dim=-1, keepdim=True) * v_h
-        return self.output((y + bonus.view(batch, c)) * gate), v_first, x, new_wkv
-
-    def _mix(self, x: Tensor, prev: Tensor, v_first: Tensor | None, wkv_state: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """The body on x [B, T, C] and its token-shifted predecessor prev [B, T, C] (`step` is its one-token form)."""
+    def _mix(
+        self, x: Tensor, prev: Tensor, v_first: Tensor | None, wkv_state: Tensor, wkv_out: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The body on x and its token-shifted predecessor prev, [B, T, C] (sequence, `wkv`) or [B, C] (one step,
+        `wkv_step_fused`)."""
         lead, c = x.shape[:-1], x.shape[-1]
         heads_view = (*lead, self.n_heads, self.head_size)
-        # The six token-shift interpolations x + (prev - x) * mu as one broadcast op -> [6, *lead, C].
-        mix = torch.stack([self.x_r, self.x_w, self.x_k, self.x_v, self.x_a, self.x_g]).view(6, *[1] * len(lead), c)
-        xr, xw, xk, xv, xa, xg = torch.addcmul(x, prev - x, mix).unbind(0)
+        if self.layer_id > 0 and v_first is None:
+            raise ValueError(f"TimeMix layer {self.layer_id} needs the v_first of its stack's layer 0")
+        # The six token-shift interpolations x + (prev - x) * mu as one broadcast op -> [6, *lead, C]; rows w, a, v
+        # first, the LoRA inputs of `lora_rates`.
+        mix = torch.stack([self.x_w, self.x_a, self.x_v, self.x_r, self.x_k, self.x_g]).view(6, *[1] * len(lead), c)
+        mixed = torch.addcmul(x, prev - x, mix)
+        w_log, icl_rate, v_gate = self.lora_rates(mixed)
+        _, _, xv, xr, xk, xg = mixed.unbind(0)
 
         r = self.receptance(xr)
-        w_log = self.log_decay(xw)
         k = self.key(xk)
         v = self.value(xv)
-        if self.layer_id == 0:
+        if v_gate is None:
             v_first = v
-        elif v_first is None:
-            raise ValueError(f"TimeMix layer {self.layer_id} needs the v_first of its stack's layer 0")
         else:
-            v = torch.lerp(v, v_first, torch.sigmoid(_lora(xv, self.v1, self.v2, self.v0)))
-        icl_rate = torch.sigmoid(_lora(xa, self.a1, self.a2, self.a0))
+            v = torch.lerp(v, v_first, v_gate)
         gate = _lora(xg, self.g1, self.g2, act=torch.sigmoid)
 
         kk = F.normalize((k * self.k_k).view(heads_view), dim=-1, p=2.0, eps=1e-12)
         k = k * (1 + (icl_rate - 1) * self.k_a)
         r_h, k_h, v_h = r.view(heads_view), k.view(heads_view), v.view(heads_view)
         a_h, b_h = -kk, kk * icl_rate.view(heads_view)
-        y, new_wkv = wkv(r_h, w_log.view(heads_view), k_h, v_h, a_h, b_h, wkv_state)
+        if len(lead) == 2:
+            y, new_wkv = wkv(r_h, w_log.view(heads_view), k_h, v_h, a_h, b_h, wkv_state)
+        else:
+            args = (t.float() for t in (r_h, torch.exp(w_log).view(heads_view), k_h, v_h, a_h, b_h))
+            new_wkv, y = wkv_step_fused(wkv_state.float(), *args, out=wkv_out)
+            y = y.to(x.dtype)
 
         y = self.ln_x(y.reshape(-1, c)).view(*lead, c)
         bonus = (r_h * k_h * self.r_k).sum(dim=-1, keepdim=True) * v_h

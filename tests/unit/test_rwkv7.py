@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aegir.models.rwkv7 import (
+    _lora,
     _wkv_step,
     Block,
     RWKV7Stack,
@@ -211,6 +212,23 @@ def test_time_mix_init() -> None:
     assert layer2.r_k.shape == (c // n, n)
     assert layer2.receptance.weight.abs().max() <= 0.5 / math.sqrt(c)
     assert layer2.key.weight.abs().max() <= 0.05 / math.sqrt(c)
+
+
+@pytest.mark.parametrize(("layer_id", "lead"), [(0, (2, 5)), (2, (2, 5)), (2, (3,))])
+def test_lora_rates_match_the_loras_one_by_one(layer_id: int, lead: tuple[int, ...]) -> None:
+    """The batched decay / in-context-rate / value-residual LoRAs equal `log_decay` and `_lora` applied one by one."""
+    torch.manual_seed(0)
+    att = TimeMix(64, 32, layer_id, 3)
+    perturb_(att, scale=0.3)
+    mixed = torch.randn(3, *lead, 64)
+    w_log, icl, v_gate = att.lora_rates(mixed)
+    assert (w_log - att.log_decay(mixed[0])).abs().max() < 1e-6
+    assert (icl - torch.sigmoid(_lora(mixed[1], att.a1, att.a2, att.a0))).abs().max() < 1e-6
+    if layer_id == 0:
+        assert v_gate is None
+    else:
+        assert v_gate is not None
+        assert (v_gate - torch.sigmoid(_lora(mixed[2], att.v1, att.v2, att.v0))).abs().max() < 1e-6
 
 
 def test_decay_stays_in_range() -> None:
