@@ -7,7 +7,7 @@ The WKV state of one head is S in R^{N_v x N_k} (BlinkDL layout, S[v_index, k_in
 with w_t the *log* decay (-e^{-0.5} sigmoid(d), in (-0.6066, 0)), a = -kk and b = kk * a_icl (the fla convention).
 Three implementations share that contract on tensors laid out [B, T, H, N]:
 
-- `wkv_recurrent`: the per-step loop; the oracle and the O(1)-per-token generation path (T == 1);
+- `wkv_recurrent`: the per-step loop; the oracle (decoding runs its update as `wkv_step_fused`);
 - `wkv_chunked`: the chunkwise-parallel (DPLR / generalised delta rule) form used to train on CPU;
 - fla's `chunk_rwkv7` Triton kernel, picked by `wkv` for CUDA tensors when `fla` imports.
 
@@ -85,7 +85,7 @@ def wkv_recurrent(
 ) -> tuple[Tensor, Tensor]:
     """Reference per-step WKV-7 recurrence; inputs [B, T, H, N], state [B, H, N, N] (S[v, k]), fp32 inside.
 
-    One Python iteration per token: this is the oracle for the chunked form and the T == 1 decoding path.
+    One Python iteration per token: the oracle for the chunked form and for the decoding step's `wkv_step_fused`.
     Returns (y [B, T, H, N] in r's dtype, final state [B, H, N, N] fp32).
     """
     s = _zero_state(r) if state is None else state.float()
