@@ -294,6 +294,7 @@ def test_fused_wkv_step_matches_todays_step(with_out: bool) -> None:
     assert out is None or new_state.data_ptr() == out.data_ptr()
 
 
+@pytest.mark.usefixtures("one_thread")  # 3-row steps: one thread, not thread hand-offs per op
 @pytest.mark.parametrize("grad", [False, True])
 def test_fused_stack_step_matches_forward_on_one_token(grad: bool) -> None:
     """Parity of the fused decoding step with today's step, i.e. `forward` on T = 1 (the same math with a time axis),
