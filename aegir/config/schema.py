@@ -31,6 +31,7 @@ class RWKV7ModelConfig:
     n_layers: int = key(ge=1)
     head_size: int = key(ge=1)
     tie_embeddings: bool
+    compile_step: bool
     pretrained: Optional[str]
 
 
@@ -47,6 +48,7 @@ class HNetModelConfig:
     target_compression: list[float]  # one value > 1 per routed stage: checked with the layout by the builder
     ratio_loss_weight: float = key(ge=0.0)
     tie_embeddings: bool
+    compile_step: bool
     pretrained: Optional[str]
 
 

@@ -55,7 +55,8 @@ def build_model(model: ModelConfig) -> nn.Module:
             raise InputError(f"config error: model.d_model: {model.d_model} is not divisible by "
                              f"model.head_size {model.head_size}")
         built: nn.Module = ByteLM(vocab_size=model.vocab_size, d_model=model.d_model, n_layers=model.n_layers,
-                                  head_size=model.head_size, tie_embeddings=model.tie_embeddings)
+                                  head_size=model.head_size, tie_embeddings=model.tie_embeddings,
+                                  compile_step=model.compile_step)
     else:
         built = build_hnet(model)
     if model.pretrained:
@@ -91,7 +92,7 @@ def build_hnet(model: HNetModelConfig) -> nn.Module:
                          f"non-innermost stage of arch_layout, outer first), got {targets}")
     return HNetLM(vocab_size=model.vocab_size, d_model=widths, arch_layout=layout, head_size=head_size,
                   target_compression=targets, ratio_loss_weight=model.ratio_loss_weight,
-                  tie_embeddings=model.tie_embeddings)
+                  tie_embeddings=model.tie_embeddings, compile_step=model.compile_step)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aegir.models.lm import check_generate_args, continue_sampling
+from aegir.models.lm import check_generate_args, continue_sampling, run_step
 from aegir.models.rwkv7 import RWKV7Stack, RWKV7State
 
 KNOWN_LETTERS = {"w": "RWKV-7 block (TimeMix + relu^2 4x ChannelMix)"}
@@ -506,13 +506,16 @@ class HNetStage(nn.Module):
         new = StageState(enc_state, routing_state, inner_state, dechunk_state, dec_state)  # type: ignore[arg-type]
         return y, new, stats
 
-    def step(self, x_t: Tensor, state: StageState, active: Tensor) -> tuple[Tensor, StageState]:
-        """One input per row, x_t [B, d]; rows where `active` is False are computed but keep their old state."""
+    def step(self, x_t: Tensor, state: StageState, active: Tensor | None) -> tuple[Tensor, StageState]:
+        """One input per row, x_t [B, d]; rows where `active` is False are computed but keep their old state.
+
+        active None: every row advances (the outermost stage), which skips the per-row commit of the whole state.
+        """
         h, enc_state = self.encoder.step(x_t, state.encoder)
         residual = self._residual(h)
         p, routing_state = self.routing.step(h, state.routing)
         boundary = p > 0.5
-        fires = boundary & active
+        fires = boundary if active is None else boundary & active
         if isinstance(self.inner, HNetStage):
             inner_out, inner_state = self.inner.step(self._widen(h), state.inner, fires)
         else:
@@ -522,7 +525,7 @@ class HNetStage(nn.Module):
         z = dechunk_state.last_value.float() * straight_through_confidence(p, boundary).unsqueeze(-1) + residual
         y, dec_state = self.decoder.step(z.to(x_t.dtype), state.decoder)
         new = StageState(enc_state, routing_state, inner_state, dechunk_state, dec_state)
-        return y, StageState.where(active, new, state)
+        return y, new if active is None else StageState.where(active, new, state)
 
 
 class HNetLM(nn.Module):
@@ -541,8 +544,10 @@ class HNetLM(nn.Module):
         target_compression: Sequence[float] | None = None,
         ratio_loss_weight: float = 0.03,
         tie_embeddings: bool = True,
+        compile_step: bool = False,
     ) -> None:
         super().__init__()
+        self.compile_step = compile_step
         if vocab_size < 2:
             raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
         self.spec = parse_layout(arch_layout, d_model)
@@ -605,9 +610,11 @@ class HNetLM(nn.Module):
         return self.logits(hidden), new_state
 
     def step(self, ids_t: Tensor, state: HNetState) -> tuple[Tensor, HNetState]:
-        """One byte per row: ids_t [B] -> (logits [B, V], new state)."""
-        active = torch.ones(ids_t.shape[0], dtype=torch.bool, device=ids_t.device)
-        hidden, state = self.hnet.step(self.emb(ids_t), state, active)
+        """One byte per row: ids_t [B] -> (logits [B, V], new state); compiled with `compile_step` (decoding)."""
+        return run_step(self, HNetLM._eager_step, self.compile_step, ids_t, state)
+
+    def _eager_step(self, ids_t: Tensor, state: HNetState) -> tuple[Tensor, HNetState]:
+        hidden, state = self.hnet.step(self.emb(ids_t), state, None)
         return self.logits(hidden), state
 
     @torch.no_grad()

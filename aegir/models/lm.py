@@ -6,7 +6,9 @@ advances the O(1)-per-token recurrent state, so the cost of a new token does not
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from typing import Any, Callable
 
 import torch
@@ -75,6 +77,43 @@ def continue_sampling(step: Callable[[Tensor, Any], tuple[Tensor, Any]], prompt_
     return torch.cat(tokens, dim=1)
 
 
+@functools.cache
+def compiled_step(step: Callable[..., Any], device_type: str) -> Callable[..., Any]:
+    """`step` (an unbound model method) under torch.compile, for decoding: a token step is ~100 small ops whose
+    per-op overhead costs more than their math at small batch. On CUDA the mode is "reduce-overhead", which
+    replays the step as a CUDA graph. Dynamo guards on the model and the shapes, so each model instance and batch
+    size compiles once (minutes on a loaded CPU). When torch.compile is unavailable or a compilation fails (no C++
+    compiler, an unsupported platform), a warning is given once and every call runs `step` eagerly."""
+    mode = "reduce-overhead" if device_type == "cuda" else None
+    try:
+        compiled = torch.compile(step, mode=mode)
+    except Exception as err:  # torch.compile itself unsupported here (e.g. an old Python)
+        warnings.warn(f"model.compile_step: torch.compile is unavailable ({err}); decoding eagerly", stacklevel=2)
+        return step
+    failed = False
+
+    def run(*args: Any) -> Any:
+        nonlocal failed
+        if not failed:
+            try:
+                return compiled(*args)
+            except Exception as err:  # a compile error: the eager step is the same math
+                failed = True
+                warnings.warn(f"model.compile_step: compiling the decoding step failed ({type(err).__name__}: "
+                              f"{str(err)[:200]}); decoding eagerly", stacklevel=2)
+        return step(*args)
+
+    return run
+
+
+def run_step(model: Any, step: Callable[..., Any], compile_step: bool, ids_t: Tensor, state: Any) -> Any:
+    """`step(model, ids_t, state)`, compiled when `compile_step` is set and autograd is off (decoding; a step
+    that records gradients stays eager)."""
+    if compile_step and not torch.is_grad_enabled():
+        return compiled_step(step, ids_t.device.type)(model, ids_t, state)
+    return step(model, ids_t, state)
+
+
 class ByteLM(nn.Module):
     """RWKV-7 language model over a small vocabulary (bytes + specials), with an optionally tied head.
 
@@ -85,12 +124,14 @@ class ByteLM(nn.Module):
     """
 
     def __init__(
-        self, vocab_size: int, d_model: int, n_layers: int, head_size: int = 64, tie_embeddings: bool = True
+        self, vocab_size: int, d_model: int, n_layers: int, head_size: int = 64, tie_embeddings: bool = True,
+        compile_step: bool = False,
     ) -> None:
         super().__init__()
         if vocab_size < 2:
             raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
         self.vocab_size, self.d_model, self.tie_embeddings = vocab_size, d_model, tie_embeddings
+        self.compile_step = compile_step
         self.emb = nn.Embedding(vocab_size, d_model)
         self.body = RWKV7Stack(d_model, n_layers, head_size)
         self.ln_out = nn.LayerNorm(d_model)
@@ -120,7 +161,10 @@ class ByteLM(nn.Module):
         return self.logits(hidden), state
 
     def step(self, ids_t: Tensor, state: RWKV7State) -> tuple[Tensor, RWKV7State]:
-        """One token per row: ids_t [B] -> (logits [B, V], new state)."""
+        """One token per row: ids_t [B] -> (logits [B, V], new state); compiled with `compile_step` (decoding)."""
+        return run_step(self, ByteLM._eager_step, self.compile_step, ids_t, state)
+
+    def _eager_step(self, ids_t: Tensor, state: RWKV7State) -> tuple[Tensor, RWKV7State]:
         hidden, state = self.body.step(self.emb(ids_t), state)
         return self.logits(hidden), state
 

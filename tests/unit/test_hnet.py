@@ -23,6 +23,7 @@ from aegir.models.hnet import (
     router_stats,
     straight_through_confidence,
 )
+from aegir.models.rwkv7 import RWKV7Stack
 
 VOCAB = 300
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: one thread, not thread hand-offs per op
@@ -209,6 +210,30 @@ def test_step_matches_forward_with_rows_that_chunk_differently() -> None:
     err = (torch.stack(stepped, 1) - full).abs().max()
     assert err < 1e-4, f"step vs forward max |diff| {err:.2e}"
     assert full.std() > 0.05  # the perturbed model is far from the uniform init
+
+
+def test_fused_step_matches_todays_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The H-Net's byte step with the fused RWKV-7 stack step equals the same step with every stack stepped by
+    `forward` on one token (today's step math) within 1e-5, over bytes where the rows route differently."""
+    model = two_stage_model()
+    ids = torch.randint(0, VOCAB, (4, 24), generator=torch.Generator().manual_seed(2))
+
+    def run() -> torch.Tensor:
+        state, out = model.initial_state(4), []
+        with torch.no_grad():
+            for t in range(ids.shape[1]):
+                logits, state = model.step(ids[:, t], state)
+                out.append(logits)
+        return torch.stack(out, 1)
+
+    fused = run()
+    def oracle_step(self: RWKV7Stack, x_t: torch.Tensor, state: object) -> tuple[torch.Tensor, object]:
+        y, new = self(x_t[:, None], state)
+        return y[:, 0], new
+
+    monkeypatch.setattr(RWKV7Stack, "step", oracle_step)
+    err = (fused - run()).abs().max()
+    assert err < 1e-5, f"fused vs oracle step max |diff| {err:.2e}"
 
 
 def test_forward_continues_from_a_carried_state() -> None:

@@ -148,3 +148,34 @@ def test_short_fit_descends_well_below_uniform() -> None:
         losses.append(loss.item())
     assert losses[0] == pytest.approx(math.log(VOCAB), abs=0.05)
     assert sum(losses[-5:]) / 5 < 1.0
+
+
+@pytest.mark.parametrize("fails_at", ["wrap", "call"])
+def test_compile_step_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch, fails_at: str) -> None:
+    """model.compile_step where torch.compile is unavailable (wrap) or a compilation fails (call): one warning, then
+    the eager step's numbers. No real compilation here (minutes on a CPU); the bench measures the compiled step."""
+    from aegir.models import lm
+
+    def broken_compile(fn: object, **_: object) -> object:
+        if fails_at == "wrap":
+            raise RuntimeError("torch.compile is not supported here")
+
+        def run(*args: object) -> object:
+            raise RuntimeError("no working C++ compiler")
+
+        return run
+
+    lm.compiled_step.cache_clear()
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    try:
+        model = ByteLM(300, 64, 2, head_size=32, compile_step=True)
+        state, ids = model.initial_state(2), torch.tensor([1, 2])
+        with torch.no_grad():
+            with pytest.warns(UserWarning, match="compile_step"):
+                logits, _ = model.step(ids, state)
+            again, _ = model.step(ids, state)  # the fallback sticks, without a second warning
+            model.compile_step = False
+            eager, _ = model.step(ids, state)
+        assert torch.equal(logits, eager) and torch.equal(again, eager)
+    finally:
+        lm.compiled_step.cache_clear()

@@ -11,6 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aegir.models.rwkv7 import (
+    _lora,
+    _wkv_step,
     Block,
     RWKV7Stack,
     RWKV7State,
@@ -21,6 +23,7 @@ from aegir.models.rwkv7 import (
     set_wkv_impl,
     use_wkv_impl,
     wkv,
+    wkv_step_fused,
     wkv_chunked,
     wkv_recurrent,
 )
@@ -211,6 +214,23 @@ def test_time_mix_init() -> None:
     assert layer2.key.weight.abs().max() <= 0.05 / math.sqrt(c)
 
 
+@pytest.mark.parametrize(("layer_id", "lead"), [(0, (2, 5)), (2, (2, 5)), (2, (3,))])
+def test_lora_rates_match_the_loras_one_by_one(layer_id: int, lead: tuple[int, ...]) -> None:
+    """The batched decay / in-context-rate / value-residual LoRAs equal `log_decay` and `_lora` applied one by one."""
+    torch.manual_seed(0)
+    att = TimeMix(64, 32, layer_id, 3)
+    perturb_(att, scale=0.3)
+    mixed = torch.randn(3, *lead, 64)
+    w_log, icl, v_gate = att.lora_rates(mixed)
+    assert (w_log - att.log_decay(mixed[0])).abs().max() < 1e-6
+    assert (icl - torch.sigmoid(_lora(mixed[1], att.a1, att.a2, att.a0))).abs().max() < 1e-6
+    if layer_id == 0:
+        assert v_gate is None
+    else:
+        assert v_gate is not None
+        assert (v_gate - torch.sigmoid(_lora(mixed[2], att.v1, att.v2, att.v0))).abs().max() < 1e-6
+
+
 def test_decay_stays_in_range() -> None:
     att = TimeMix(128, 32, 1, 4)
     x = 10 * torch.randn(3, 7, 128)
@@ -260,6 +280,37 @@ def test_stack_forward_equals_stepping() -> None:
     assert (torch.stack(ys, dim=1) - y_all).abs().max() < 1e-4
     for field in ("att_shift", "wkv", "ffn_shift"):
         assert (getattr(state, field) - getattr(s_all, field)).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("with_out", [False, True])
+def test_fused_wkv_step_matches_todays_step(with_out: bool) -> None:
+    """The decoding step's elementwise WKV update equals the bmm form (`_wkv_step`, the oracle) within 1e-5."""
+    r, w_log, k, v, a, b, state = random_wkv_inputs(3, 1, 2, 16, seed=7)
+    args = (r[:, 0], torch.exp(w_log[:, 0]), k[:, 0], v[:, 0], a[:, 0], b[:, 0])
+    ref_state, ref_y = _wkv_step(state, *args)
+    out = torch.full_like(state, float("nan")) if with_out else None
+    new_state, y = wkv_step_fused(state, *args, out=out)
+    assert max_rel_diff(new_state, ref_state) < 1e-5 and max_rel_diff(y, ref_y) < 1e-5
+    assert out is None or new_state.data_ptr() == out.data_ptr()
+
+
+@pytest.mark.usefixtures("one_thread")  # 3-row steps: one thread, not thread hand-offs per op
+@pytest.mark.parametrize("grad", [False, True])
+def test_fused_stack_step_matches_forward_on_one_token(grad: bool) -> None:
+    """Parity of the fused decoding step with today's step, i.e. `forward` on T = 1 (the same math with a time axis),
+    over 12 tokens from a shared state: outputs and all three states within 1e-5 (no_grad writes the stacked WKV
+    state in place; with autograd on it takes the out-of-place path)."""
+    stack = make_stack()
+    x = torch.randn(3, 12, 64, generator=torch.Generator().manual_seed(1))
+    fused = oracle = stack.initial_state(3)
+    with torch.set_grad_enabled(grad):
+        for t in range(x.shape[1]):
+            y_fused, fused = stack.step(x[:, t], fused)
+            y_oracle, oracle = stack(x[:, t : t + 1], oracle)
+            assert (y_fused - y_oracle[:, 0]).abs().max() < 1e-5
+    for field in ("att_shift", "wkv", "ffn_shift"):
+        assert (getattr(fused, field) - getattr(oracle, field)).abs().max() < 1e-5
+    assert fused.wkv.abs().max() > 0.1  # the state really moved
 
 
 def test_stack_carried_state_equals_whole_sequence() -> None:
