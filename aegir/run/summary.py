@@ -36,7 +36,7 @@ class StageResult:
 def finalize_stage(cfg: DictConfig, paths: RunPaths, module: Any, step: int, started: float,
                    pending_last: Path | None = None) -> dict[str, Any]:
     """Score the best checkpoint with the loop's own final evaluation, evaluate gates, write summary.json.
-    `pending_last` (the staged final weights, `save_final_weights`) becomes last.ckpt once the score is finite."""
+    `pending_last` (the staged final weights, `save_final_weights`) becomes last.ckpt once the final score is finite."""
     evaluated = "final weights"
     if paths.best_ckpt.is_file():
         state = torch.load(paths.best_ckpt, map_location="cpu", weights_only=True)["state_dict"]

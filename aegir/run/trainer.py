@@ -70,7 +70,8 @@ def build_trainer(cfg: DictConfig, paths: RunPaths, module: Any, extra_callbacks
 
 def save_final_weights(trainer: Any, paths: RunPaths) -> Path | None:
     """Write the final weights, staged as checkpoints/last.ckpt.pending; `finalize_stage` puts them in place as
-    last.ckpt once the final evaluation found them finite, so a run ends with its final weights on disk.
+    last.ckpt once the final score is finite (the loss and the weights were checked before), so a run ends with its
+    final weights on disk.
 
     ModelCheckpoint writes only at validations, so a run whose max_steps is shorter than (or not a multiple of)
     the validation interval would otherwise lose the weights it trained last -- those its summary scores when it
