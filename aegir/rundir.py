@@ -122,6 +122,23 @@ def read_json(path: Path) -> dict[str, Any]:
         return json.load(fh)
 
 
+def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """(the JSON object in `path`, None), or (None, why it cannot be read) -- never an exception."""
+    if not path.is_file():
+        return None, f"no {path.name}"
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        return None, f"{path.name} is not UTF-8 text"
+    except json.JSONDecodeError as err:
+        return None, f"{path.name} is not valid JSON (line {err.lineno}: {err.msg})"
+    except OSError as err:
+        return None, f"{path.name} cannot be read ({err.strerror or err})"
+    if not isinstance(value, dict):
+        return None, f"{path.name} is a {type(value).__name__}, not an object"
+    return value, None
+
+
 def update_json(path: Path, **fields: Any) -> dict[str, Any]:
     data = read_json(path) if path.exists() else {}
     data.update(fields)

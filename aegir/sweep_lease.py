@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aegir.run.directory import mark_ended
-from aegir.rundir import METADATA, RunPaths, read_json
+from aegir.rundir import METADATA, RunPaths, read_json_object
 
 log = logging.getLogger("aegir")
 
@@ -121,10 +121,12 @@ def _mark_run_failed(run_dir: Any, reason: str) -> None:
     if not run_dir:
         return
     for meta in [Path(run_dir) / METADATA, *sorted(Path(run_dir).glob(f"stages/*/{METADATA}"))]:
+        metadata, _ = read_json_object(meta)
+        if metadata is None or metadata.get("status") != "running":
+            continue  # absent, unreadable (the report says so) or already ended
         try:
-            if meta.is_file() and read_json(meta).get("status") == "running":
-                mark_ended(RunPaths(meta.parent), "failed", reason=f"WorkerLost: {reason}")
-        except (OSError, ValueError) as err:
+            mark_ended(RunPaths(meta.parent), "failed", reason=f"WorkerLost: {reason}")
+        except OSError as err:
             log.warning("sweep: could not mark %s failed: %s", meta, err)
 
 

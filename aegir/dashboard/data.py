@@ -28,7 +28,7 @@ from aegir.observe.aggregate import (
     is_companion,
     parameter_columns,
 )
-from aegir.observe.arms import ARMS_JSON
+from aegir.observe.arms import ARMS_JSON, REFERENCE_ARM  # the arm every other arm is compared with
 from aegir.observe.arms import paired_difference as arm_paired_difference
 from aegir.rundir import (
     HISTORY,
@@ -36,9 +36,8 @@ from aegir.rundir import (
     REPLICATE_LOCAL_KEYS,
     config_hash,
     read_history,
+    read_json_object,
 )
-
-REFERENCE_ARM = "full"  # the arm every other arm is compared with, when present
 
 
 # --------------------------------------------------------------------------------------------------- reading
@@ -96,11 +95,8 @@ def stage_records(record: RunRecord) -> list[tuple[str, dict[str, Any], Path]]:
     out = []
     for stage in record.metadata.get("stages") or []:
         root = Path(str(stage.get("dir", "")))
-        try:
-            meta = json.loads((root / METADATA).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            meta = {}  # a stage not started yet
-        out.append((str(stage.get("name", root.name)), meta, root))
+        meta, _ = read_json_object(root / METADATA)  # None: a stage not started yet, or unreadable
+        out.append((str(stage.get("name", root.name)), meta or {}, root))
     return out
 
 

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from aegir.eval.stats import mean_ci
-from aegir.rundir import HISTORY, METADATA, REPLICATE_LOCAL_KEYS, STAGES, SUMMARY, read_history, read_json, replicate_key
+from aegir.rundir import (HISTORY, METADATA, REPLICATE_LOCAL_KEYS, STAGES, SUMMARY, read_history, read_json_object,
+                          replicate_key)
 
 log = logging.getLogger("aegir")
 AGGREGATE_MD = "aggregate.md"
@@ -81,11 +82,8 @@ class RunRecord:
         config = self.config
         stages = self.metadata.get("stages")
         if self.metadata.get("kind") == "multi_stage" and isinstance(stages, list) and stages:
-            last = Path(str(stages[-1].get("dir", ""))) / METADATA
-            try:
-                config = read_json(last).get("config") or config
-            except (OSError, json.JSONDecodeError):
-                pass
+            last, _ = read_json_object(Path(str(stages[-1].get("dir", ""))) / METADATA)
+            config = (last or {}).get("config") or config
         task = config.get("task")
         return str(task.get("name", "—")) if isinstance(task, Mapping) else str(task or "—")
 
@@ -120,23 +118,6 @@ def find_runs(roots: Iterable[Path]) -> list[RunRecord]:
                 problem = problem or summary_problem
             runs.append(RunRecord(path, metadata or {}, summary, problem))
     return runs
-
-
-def read_json_object(path: Path) -> tuple[dict[str, Any] | None, str | None]:
-    """(the JSON object in `path`, None), or (None, why it cannot be read) -- never an exception."""
-    if not path.is_file():
-        return None, f"no {path.name}"
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        return None, f"{path.name} is not UTF-8 text"
-    except json.JSONDecodeError as err:
-        return None, f"{path.name} is not valid JSON (line {err.lineno}: {err.msg})"
-    except OSError as err:
-        return None, f"{path.name} cannot be read ({err.strerror or err})"
-    if not isinstance(value, dict):
-        return None, f"{path.name} is a {type(value).__name__}, not an object"
-    return value, None
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
