@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import sys
@@ -107,7 +108,8 @@ def find_runs(roots: Iterable[Path]) -> list[RunRecord]:
     runs = []
     for root in roots:
         root = Path(root)
-        found = {p.parent for name in (METADATA, SUMMARY, HISTORY) for p in root.rglob(name)}
+        marks = {METADATA, SUMMARY, HISTORY}  # one walk of the tree, not one per file name
+        found = {Path(folder) for folder, _, files in os.walk(root) if marks.intersection(files)}
         for path in sorted(found):
             if STAGES in path.relative_to(root).parts[:-1]:
                 continue
