@@ -7,9 +7,15 @@ SHA-256 each in every arm's metadata.json):
 
 * **eval windows**: documents ``EVAL_FIRST_DOCUMENT + j`` of the synthetic corpus (document i depends only on
   (data_seed, i), and no run trains on a million documents, so these are unseen rows of the catalog's tables),
-  always in their *full* form (every segment kind), with the kind of every byte, so bpb is reported per kind.
-  The corpus generator draws every class of the catalog for training, so there are no held-out *classes*: the eval
-  rows are new rows, ontology and DDL segments restate what the catalog says about classes every arm may have seen.
+  always in their *full* form (every segment kind), with the kind of every byte, so bpb is reported per kind
+  (``eval/bpb/<kind>``). They are about the classes the corpus trains on: new rows of seen tables, and ontology
+  and DDL segments restating what the catalog says about classes every arm may have seen.
+* **held-out-class eval windows** (``task.heldout_classes`` = k > 0): the corpus never draws k classes of the
+  catalog (``heldout_class_names``: leaves no other class references, chosen from data_seed and the catalog, so
+  no training byte names them); the same number of windows, cut the same way from documents about those classes
+  only (``generate_heldout_document``, numbered in their own stream), is scored as ``eval/bpb_heldout/<kind>``:
+  tables, DDL, ontology statements and prose the model has never seen, about classes whose parents and referenced
+  tables it has.
 * **relational probes**: multiple-choice items scored by the model's log-likelihood of each candidate (no
   generation). The reference answer of every item comes from the catalog (tests/unit/test_instrument.py checks it
   against the catalog and the generator). Probes are written in DDL, SQL and row formats, never in ontology
@@ -41,8 +47,9 @@ from typing import Callable
 import torch
 
 from aegir.tasks.ontology.catalog import SQL_TYPES, Catalog, Column, Table
-from aegir.tasks.pretrain.corpus import (DOCUMENT_SEPARATOR, SEGMENT_KINDS, SEGMENT_SEPARATOR, _generate_rows,
-                                         _json_value, _random_style, generate_document)
+from aegir.tasks.pretrain.corpus import (DOCUMENT_SEPARATOR, SEGMENT_KINDS, SEGMENT_SEPARATOR, Segment,
+                                         _generate_rows, _json_value, _random_style, generate_document,
+                                         generate_heldout_document, heldout_class_names)
 
 EVAL_FIRST_DOCUMENT = 1_000_000  # eval documents are numbered from here; training uses documents 0 .. n-1
 SEPARATOR_KIND = -1  # the kind code of separator bytes (scored in no per-kind metric)
@@ -76,11 +83,11 @@ class ProbeItem:
     baseline: str = ""
 
 
-def _labelled_document(data_seed: int, index: int, catalog: Catalog) -> tuple[bytes, list[int]]:
+def _labelled_document(segments: list[Segment]) -> tuple[bytes, list[int]]:
     """A document's full text (every segment kind) as bytes, with one kind code per byte."""
     data, kinds = bytearray(), []
     separator = SEGMENT_SEPARATOR.encode("utf-8")
-    for position, segment in enumerate(generate_document(data_seed, index, catalog)):
+    for position, segment in enumerate(segments):
         if position:
             data += separator
             kinds += [SEPARATOR_KIND] * len(separator)
@@ -90,22 +97,32 @@ def _labelled_document(data_seed: int, index: int, catalog: Catalog) -> tuple[by
     return bytes(data), kinds
 
 
-def build_eval_windows(data_seed: int, catalog: Catalog, seq_len: int, n_windows: int) -> EvalWindows:
+def build_eval_windows(data_seed: int, catalog: Catalog, seq_len: int, n_windows: int, heldout_classes: int = 0,
+                       about_heldout: bool = False) -> EvalWindows:
     """Window j: `seq_len + 1` bytes of eval document j (full form, continued by document j + 1 when it ends) from
     an offset drawn from (data_seed, j), with the kind of every byte. One document per window spreads the set over
-    many classes and every segment position."""
+    many classes and every segment position. The documents are the corpus's from EVAL_FIRST_DOCUMENT on (about
+    the classes it trains on), or with `about_heldout` the held-out classes' own documents from 0 on."""
+    if about_heldout:
+        def document(j: int) -> list[Segment]:
+            return generate_heldout_document(data_seed, j, catalog, heldout_classes)
+        offset_key = "aegir-eval-window-heldout"
+    else:
+        def document(j: int) -> list[Segment]:
+            return generate_document(data_seed, EVAL_FIRST_DOCUMENT + j, catalog, heldout_classes)
+        offset_key = "aegir-eval-window"
     width = seq_len + 1
     windows, kinds = [], []
     separator = list(DOCUMENT_SEPARATOR)
     for j in range(n_windows):
-        text, labels = _labelled_document(data_seed, EVAL_FIRST_DOCUMENT + j, catalog)
+        text, labels = _labelled_document(document(j))
         first = len(text)
         following = j + 1
         while len(text) < first + width:  # long enough for any offset inside document j
-            more, more_labels = _labelled_document(data_seed, EVAL_FIRST_DOCUMENT + following, catalog)
+            more, more_labels = _labelled_document(document(following))
             text, labels = text + DOCUMENT_SEPARATOR + more, labels + [SEPARATOR_KIND] * len(separator) + more_labels
             following += 1
-        offset = random.Random(f"aegir-eval-window:{data_seed}:{j}").randrange(first)
+        offset = random.Random(f"{offset_key}:{data_seed}:{j}").randrange(first)
         windows.append(list(text[offset:offset + width]))
         kinds.append(labels[offset:offset + width])
     window_tensor = torch.tensor(windows, dtype=torch.long)
@@ -232,18 +249,32 @@ class Instrument:
     eval_windows: EvalWindows | None
     probes: dict[str, list[ProbeItem]]
     provenance: dict[str, object]
+    heldout_windows: EvalWindows | None = None  # windows of held-out-class documents (task.heldout_classes > 0)
 
 
-def build_instrument(data_seed: int, catalog: Catalog, seq_len: int, n_windows: int, n_items: int) -> Instrument:
-    """The eval windows (n_windows > 0) and probes (n_items > 0) of a data_seed and catalog."""
-    windows = build_eval_windows(data_seed, catalog, seq_len, n_windows) if n_windows else None
+def _windows_provenance(windows: EvalWindows, seq_len: int, catalog: Catalog, first_document: int
+                        ) -> dict[str, object]:
+    return {"n": int(windows.windows.shape[0]), "seq_len": seq_len, "sha256": windows.sha256,
+            "bytes_per_kind": windows.bytes_per_kind, "first_document": first_document,
+            "catalog_sha256": catalog.sha256}
+
+
+def build_instrument(data_seed: int, catalog: Catalog, seq_len: int, n_windows: int, n_items: int,
+                     heldout_classes: int = 0) -> Instrument:
+    """The eval windows (n_windows > 0) and probes (n_items > 0) of a data_seed and catalog; with heldout_classes
+    > 0 also n_windows windows of documents about the held-out classes."""
+    windows = build_eval_windows(data_seed, catalog, seq_len, n_windows, heldout_classes) if n_windows else None
+    heldout = (build_eval_windows(data_seed, catalog, seq_len, n_windows, heldout_classes, about_heldout=True)
+               if n_windows and heldout_classes else None)
     probes = build_probes(data_seed, catalog, n_items) if n_items else {}
     provenance: dict[str, object] = {}
     if windows is not None:
-        provenance["eval_windows"] = {"n": n_windows, "seq_len": seq_len, "sha256": windows.sha256,
-                                      "bytes_per_kind": windows.bytes_per_kind,
-                                      "first_document": EVAL_FIRST_DOCUMENT, "catalog_sha256": catalog.sha256}
+        provenance["eval_windows"] = _windows_provenance(windows, seq_len, catalog, EVAL_FIRST_DOCUMENT)
+    if heldout is not None:
+        provenance["eval_windows_heldout"] = {**_windows_provenance(heldout, seq_len, catalog, 0),
+                                              "classes": list(heldout_class_names(catalog, data_seed,
+                                                                                  heldout_classes))}
     if probes:
         provenance["probes"] = {"items_per_probe": n_items, "candidates": N_CANDIDATES,
                                 "sha256": probes_sha256(probes), "names": list(probes)}
-    return Instrument(windows, probes, provenance)
+    return Instrument(windows, probes, provenance, heldout)
