@@ -4,6 +4,7 @@ reference answers come from the catalog, scored at chance by a model that knows 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 
 import numpy as np
@@ -15,7 +16,8 @@ from aegir.eval.instrument import choice_outcomes, per_kind_window_bpb
 from aegir.loops.lm import candidate_scores, score_instrument
 from aegir.models.build import build_model
 from aegir.tasks.ontology.catalog import SQL_TYPES, default_catalog
-from aegir.tasks.pretrain.corpus import SEGMENT_KINDS, generate_document
+from aegir.tasks.pretrain.corpus import (SEGMENT_KINDS, document_text, generate_document,
+                                         generate_heldout_document)
 from aegir.tasks.pretrain.instrument import (EVAL_FIRST_DOCUMENT, N_CANDIDATES, build_eval_windows,
                                              build_instrument, build_probes)
 from aegir.tasks.pretrain.task import prepare_pretrain_data
@@ -25,14 +27,34 @@ LN2 = math.log(2.0)
 
 def test_every_arm_gets_the_same_instrument_and_its_own_validation_windows() -> None:
     task = load_group("task", "pretrain", data={"n_documents": 60}, seq_len=64, val_windows=4, eval_windows=4,
-                      probe_items=2)
+                      probe_items=2, heldout_classes=3)
     provenance = {arm: prepare_pretrain_data(task, arm, data_seed=3).provenance
                   for arm in ("full", "no_ontology", "no_schema")}
-    for part in ("eval_windows", "probes"):
-        assert len({p[part]["sha256"] for p in provenance.values()}) == 1, part
+    for part in ("eval_windows", "eval_windows_heldout", "probes"):
+        assert len({json.dumps(p[part], sort_keys=True) for p in provenance.values()}) == 1, part
     assert len({p["val_windows"]["sha256"] for p in provenance.values()}) == 3  # the per-arm windows stay
+    longer = prepare_pretrain_data(dataclasses.replace(task, data=dataclasses.replace(task.data, n_documents=90)),
+                                   "no_schema", data_seed=3).provenance
+    for part in ("eval_windows", "eval_windows_heldout"):  # nor does the corpus size move them
+        assert longer[part]["sha256"] == provenance["full"][part]["sha256"], part
     other_seed = prepare_pretrain_data(task, "full", data_seed=4).provenance
-    assert other_seed["eval_windows"]["sha256"] != provenance["full"]["eval_windows"]["sha256"]
+    for part in ("eval_windows", "eval_windows_heldout"):
+        assert other_seed[part]["sha256"] != provenance["full"][part]["sha256"], part
+    assert "eval_windows_heldout" not in prepare_pretrain_data(dataclasses.replace(task, heldout_classes=0), "full",
+                                                               data_seed=3).provenance
+
+
+def test_heldout_windows_are_cut_from_heldout_class_documents_only() -> None:
+    catalog = default_catalog()
+    windows = build_eval_windows(0, catalog, seq_len=127, n_windows=16, heldout_classes=4, about_heldout=True)
+    texts = [generate_heldout_document(0, i, catalog, 4) for i in range(24)]
+    stream = "\x1e".join(document_text(d) for d in texts).encode()
+    for window in windows.windows.tolist():
+        assert bytes(window) in stream
+    seen = build_eval_windows(0, catalog, seq_len=127, n_windows=16, heldout_classes=4)
+    assert seen.sha256 != windows.sha256
+    assert windows.sha256 == build_eval_windows(0, catalog, seq_len=127, n_windows=16, heldout_classes=4,
+                                                about_heldout=True).sha256
 
 
 def test_eval_window_bytes_carry_the_kind_of_the_segment_they_come_from() -> None:
@@ -141,16 +163,17 @@ def test_a_random_init_model_scores_at_chance_and_an_oracle_perfectly(few_probes
 
 
 def test_score_instrument_reports_every_kind_and_probe_with_companions() -> None:
-    instrument = build_instrument(0, default_catalog(), seq_len=64, n_windows=24, n_items=2)
+    instrument = build_instrument(0, default_catalog(), seq_len=64, n_windows=24, n_items=2, heldout_classes=4)
     torch.manual_seed(0)
     model = build_model(load_group("model", "rwkv7_nano", d_model=32, n_layers=1))
     metrics = score_instrument(model, instrument, seq_len=64, batch_size=32)
-    for name in [*(f"eval/bpb/{k}" for k in (*SEGMENT_KINDS, "common")),
+    for name in [*(f"{prefix}/{k}" for prefix in ("eval/bpb", "eval/bpb_heldout") for k in (*SEGMENT_KINDS, "common")),
                  *(f"eval/relational/{p}" for p in instrument.probes), "eval/relational/mean",
                  "eval/relational/log_odds"]:
         assert math.isfinite(metrics[name]) and metrics[f"{name}/lower"] <= metrics[name] <= metrics[f"{name}/upper"]
         assert metrics[f"{name}/n"] >= 1
     assert 7.0 < metrics["eval/bpb/common"] < 10.0  # an untrained byte model: about log2(vocab) bits
+    assert 7.0 < metrics["eval/bpb_heldout/common"] < 10.0
 
 
 class _ContextBlind(torch.nn.Module):
