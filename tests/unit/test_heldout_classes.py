@@ -60,6 +60,15 @@ def test_too_many_heldout_classes_is_one_config_error() -> None:
     assert "at most 9" in message and "got 10" in message, message
 
 
+def test_heldout_classes_need_the_synthetic_corpus(tmp_path) -> None:
+    corpus_file = tmp_path / "corpus.txt"
+    corpus_file.write_text("first document\n\nsecond document\n")
+    task = load_group("task", "pretrain", data={"source": "files", "path": str(corpus_file)}, heldout_classes=2)
+    with pytest.raises(InputError, match=r"^config error: task.heldout_classes: only the synthetic corpus .*"
+                                         r"task.data.source=files$"):
+        prepare_pretrain_data(task, "full", data_seed=0)
+
+
 def test_without_heldout_classes_the_corpus_and_eval_windows_are_unchanged() -> None:
     """Oracles computed with the generator before held-out classes existed (commit 6f78a29)."""
     digest = hashlib.sha256()

@@ -28,6 +28,9 @@ class PretrainData:
 def prepare_pretrain_data(task: PretrainTaskConfig, arm: str, data_seed: int) -> PretrainData:
     """Generate (synthetic) or load (files) the corpus, cut the validation windows, hash both."""
     data, seq_len = task.data, task.seq_len
+    if task.heldout_classes and data.source != "synthetic":
+        raise InputError(f"config error: task.heldout_classes: only the synthetic corpus has catalog classes to hold "
+                         f"out; got {task.heldout_classes} with task.data.source={data.source}")
     if data.source == "tables":
         return _tables_data(task, data_seed)
     if data.source == "synthetic":
