@@ -10,11 +10,11 @@ import pytest
 
 from aegir.config import load_group
 from aegir.errors import InputError
-from aegir.tasks.ontology.catalog import default_catalog
+from aegir.tasks.ontology.catalog import default_catalog, parse_catalog
 from aegir.tasks.pretrain import corpus
 from aegir.tasks.pretrain.corpus import (_plural, document_text, generate_document, generate_documents,
                                          generate_heldout_document, heldout_class_names, holdable_classes)
-from aegir.tasks.pretrain.instrument import build_eval_windows
+from aegir.tasks.pretrain.instrument import build_eval_windows, build_probes
 from aegir.tasks.pretrain.task import prepare_pretrain_data
 
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_]+")
@@ -117,3 +117,53 @@ def test_heldout_documents_are_about_heldout_classes_only(monkeypatch: pytest.Mo
     assert set(drawn) == set(held_out)
     assert documents[3] == generate_heldout_document(0, 3, catalog, 4)
     assert documents[3] != generate_document(0, 3, catalog, 4)
+
+
+def test_no_probe_names_a_heldout_class() -> None:
+    """Every probe's context, candidates and baseline, as whole identifier tokens: no held-out table name or plural
+    anywhere, and no held-out class name either (probe rows are of seen classes, whose values here happen to
+    name none). The items still ask about foreign keys: only held-out tables were left out."""
+    catalog = default_catalog()
+    held_out = heldout_class_names(catalog, 0, 4)
+    class_names, table_names = _names(catalog, held_out)
+    probes = build_probes(0, catalog, 60, heldout_classes=4)
+    for name, items in probes.items():
+        assert len(items) == 60
+        for item in items:
+            tokens = {t for text in (item.context, item.baseline, *item.candidates)
+                      for t in _IDENTIFIER.findall(text)}
+            assert not tokens & (class_names | table_names), (name, tokens & (class_names | table_names))
+    everywhere = {t for items in build_probes(0, catalog, 60).values() for item in items
+                  for text in (item.context, *item.candidates) for t in _IDENTIFIER.findall(text)}
+    assert everywhere & table_names  # the same check finds them when nothing is held out
+
+
+_TINY_CATALOG = b"""
+format: 1
+root: Thing
+disjoint: []
+classes:
+  Thing: {comment: anything, properties: [{name: name, range: Text, comment: its name}]}
+  Company: {parent: Thing, comment: a firm, properties: [{name: founded, range: Date, comment: when}]}
+  Person: {parent: Thing, comment: someone, properties: [{name: employer, range: Company, comment: works for}]}
+  Gadget: {parent: Thing, comment: a device, properties: [{name: weight, range: Number, comment: grams}]}
+  Tool: {parent: Thing, comment: an implement, properties: [{name: length, range: Number, comment: cm}]}
+  Novel: {parent: Thing, comment: a book, properties: [{name: pages, range: Integer, comment: count}]}
+"""
+
+
+def test_too_few_seen_distractors_is_one_config_error() -> None:
+    """The one foreign key (Person.employer -> Company) has four unrelated classes, enough for three distractors;
+    holding out two of the four holdable leaves (Person, Gadget, Tool, Novel) removes either the key or two of them.
+    No fallback to held-out names: the probes would then ask about what no arm saw."""
+    catalog = parse_catalog(_TINY_CATALOG, "tiny.yaml")
+    assert holdable_classes(catalog) == ("Person", "Gadget", "Tool", "Novel")
+    assert {len(items) for items in build_probes(0, catalog, 3).values()} == {3}
+    for data_seed in range(4):
+        with pytest.raises(InputError) as info:
+            build_probes(data_seed, catalog, 3, heldout_classes=2)
+        message = str(info.value)
+        assert "\n" not in message and message.startswith("config error: task.heldout_classes: the catalog tiny.yaml "
+                                                           "without the held-out "), message
+        assert "no foreign key among the seen tables" in message or (
+            "leaves 2 seen classes unrelated to Company (referenced by person.employer_id)" in message), message

@@ -17,9 +17,9 @@ from aegir.loops.lm import candidate_scores, score_instrument
 from aegir.models.build import build_model
 from aegir.tasks.ontology.catalog import SQL_TYPES, default_catalog
 from aegir.tasks.pretrain.corpus import (SEGMENT_KINDS, document_text, generate_document,
-                                         generate_heldout_document)
+                                         generate_heldout_document, heldout_class_names, seen_class_names)
 from aegir.tasks.pretrain.instrument import (EVAL_FIRST_DOCUMENT, N_CANDIDATES, build_eval_windows,
-                                             build_instrument, build_probes)
+                                             build_instrument, build_probes, probes_sha256)
 from aegir.tasks.pretrain.task import prepare_pretrain_data
 
 LN2 = math.log(2.0)
@@ -40,8 +40,10 @@ def test_every_arm_gets_the_same_instrument_and_its_own_validation_windows() -> 
     other_seed = prepare_pretrain_data(task, "full", data_seed=4).provenance
     for part in ("eval_windows", "eval_windows_heldout"):
         assert other_seed[part]["sha256"] != provenance["full"][part]["sha256"], part
-    assert "eval_windows_heldout" not in prepare_pretrain_data(dataclasses.replace(task, heldout_classes=0), "full",
-                                                               data_seed=3).provenance
+    without = prepare_pretrain_data(dataclasses.replace(task, heldout_classes=0), "full", data_seed=3).provenance
+    assert "eval_windows_heldout" not in without and "heldout_classes" not in without["probes"]
+    assert without["probes"]["sha256"] != provenance["full"]["probes"]["sha256"]  # the probes avoid held-out classes
+    assert provenance["full"]["probes"]["heldout_classes"] == list(heldout_class_names(default_catalog(), 3, 3))
 
 
 def test_heldout_windows_are_cut_from_heldout_class_documents_only() -> None:
@@ -99,13 +101,33 @@ def probes() -> dict:
     return build_probes(7, default_catalog(), n_items=40)  # pure Python: cheap
 
 
+@pytest.fixture(scope="module", params=[0, 4], ids=["all_classes", "heldout4"])
+def probes_any_heldout(request: pytest.FixtureRequest) -> tuple[int, dict]:
+    """(heldout_classes, probes): with classes held out, the probes ask about the seen classes only."""
+    return request.param, build_probes(7, default_catalog(), n_items=40, heldout_classes=request.param)
+
+
+def test_without_heldout_classes_the_probes_are_unchanged() -> None:
+    """Oracles computed with build_probes before it took heldout_classes (commit 937d642)."""
+    catalog = default_catalog()
+    assert probes_sha256(build_probes(0, catalog, 30)) == (
+        "991890b52f38b8b7202bf87422f271740a6152e23ad0a424d8074431cb1752e9")
+    assert probes_sha256(build_probes(0, catalog, 40, heldout_classes=0)) == (
+        "2763c6a4b70b237525e4a772f6e071635cb038ca4a56f2c3054cfc18a4e26b19")
+    assert probes_sha256(build_probes(0, catalog, 30, heldout_classes=4)) != (
+        "991890b52f38b8b7202bf87422f271740a6152e23ad0a424d8074431cb1752e9")
+
+
 @pytest.fixture(scope="module")
 def few_probes() -> dict:
     return build_probes(7, default_catalog(), n_items=15)  # scored by a model: 60 items keep the test short
 
 
-def test_probe_reference_answers_come_from_the_catalog(probes: dict) -> None:
+def test_probe_reference_answers_come_from_the_catalog(probes_any_heldout: tuple[int, dict]) -> None:
     catalog = default_catalog()
+    n_heldout, probes = probes_any_heldout
+    seen = set(seen_class_names(catalog, 7, n_heldout))
+    assert len(seen) == len(catalog.table_classes) - n_heldout
     for name, items in probes.items():
         assert len(items) == 40
         for item in items:
@@ -113,6 +135,7 @@ def test_probe_reference_answers_come_from_the_catalog(probes: dict) -> None:
             right = item.candidates[item.answer]
             table = next(catalog.table_for(c) for c in catalog.table_classes
                          if catalog.table_for(c).name == item.meta["table"])
+            assert table.class_name in seen, (name, table.class_name)
             if name == "column_type":  # the context's CREATE TABLE + the answer is the table's real DDL
                 column = table.column(item.meta["column"])
                 assert right.rstrip(",\n") == SQL_TYPES[column.datatype]
@@ -122,8 +145,12 @@ def test_probe_reference_answers_come_from_the_catalog(probes: dict) -> None:
                 assert not any(d.startswith(head + wrong) for d in ddls for wrong in item.candidates if wrong != right)
                 continue
             column = table.column(item.meta["column"])
-            assert column.references == item.meta["references"]
+            assert column.references == item.meta["references"] and column.references in seen
             target = catalog.table_name(column.references)
+            if name != "join_row":  # every candidate is a seen table
+                seen_tables = {catalog.table_name(c) for c in seen}
+                assert {c[:c.index("(id)" if name == "ddl_references" else " AS r")] for c in item.candidates
+                        } <= seen_tables, (name, item.candidates)
             if name == "ddl_references":
                 ddls = [catalog.render_create_table(table, flag, inline) for flag in (False, True)
                         for inline in (False, True)]
@@ -135,7 +162,7 @@ def test_probe_reference_answers_come_from_the_catalog(probes: dict) -> None:
                 assert item.context + right == view.sql
             else:  # join_row: the answer is the name of a row of the referenced class, the others of unrelated ones
                 classes = item.meta["candidate_classes"].split(",")
-                assert classes[item.answer] == column.references
+                assert classes[item.answer] == column.references and set(classes) <= seen
                 for other in classes[:item.answer] + classes[item.answer + 1:]:
                     assert other != column.references
                     assert other not in catalog.ancestors(column.references)

@@ -743,6 +743,13 @@ def heldout_class_names(cat: Catalog, data_seed: int, n_classes: int) -> tuple[s
     return tuple(c for c in candidates if c in chosen)
 
 
+def seen_class_names(cat: Catalog, data_seed: int, n_classes: int) -> tuple[str, ...]:
+    """The table classes training documents may be about (every class but ``heldout_class_names``), in catalog
+    order; also the classes the relational probes ask about, so no probe names a class no arm has seen."""
+    held_out = heldout_class_names(cat, data_seed, n_classes)
+    return tuple(c for c in cat.table_classes if c not in held_out)
+
+
 def _document(cat: Catalog, rng: random.Random, pool: Sequence[str]) -> list[Segment]:
     """A document about one class of ``pool``, sometimes two (the second also from ``pool``)."""
     first = rng.choice(pool)
@@ -764,9 +771,8 @@ def generate_document(data_seed: int, index: int, catalog: Catalog | None = None
     ``catalog``: the ontology the document is about (None = the shipped catalog). ``heldout_classes``: how many
     classes (``heldout_class_names``) the document may not be about; with 0 every class may be drawn."""
     cat = catalog or default_catalog()
-    held_out = heldout_class_names(cat, data_seed, heldout_classes)
-    pool = tuple(c for c in cat.table_classes if c not in held_out)
-    return _document(cat, random.Random(f"aegir-corpus:{data_seed}:{index}"), pool)
+    return _document(cat, random.Random(f"aegir-corpus:{data_seed}:{index}"),
+                     seen_class_names(cat, data_seed, heldout_classes))
 
 
 def generate_heldout_document(data_seed: int, index: int, catalog: Catalog, heldout_classes: int) -> list[Segment]:
