@@ -35,7 +35,8 @@ def main(root: Path, names: list[str]) -> None:
         state = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["state_dict"]
         model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
         task = config["task"]
-        probes = build_probes(meta["data_seed"], catalog_for(task["catalog"]), task["probe_items"])
+        probes = build_probes(meta["data_seed"], catalog_for(task["catalog"]), task["probe_items"],
+                              task.get("heldout_classes", 0))  # runs from before held-out classes have none
         for name in names or list(probes):
             items = probes[name]
             answers = np.array([item.answer for item in items])

@@ -103,6 +103,7 @@ class PretrainTaskConfig:
     val_batch_size: int = key(ge=1)
     eval_windows: int = key(ge=0)
     probe_items: int = key(ge=0)
+    heldout_classes: int = key(ge=0)
 
 
 @dataclass

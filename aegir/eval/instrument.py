@@ -3,7 +3,8 @@ probes by log-likelihood. The math is in plain functions (tests/unit/test_instru
 model plumbing is in the loop (aegir.loops.lm: `candidate_scores`, `score_instrument`).
 
 Metric names (docs/metrics.md): `eval/bpb/<kind>` for kind in rows, ddl, prose, ontology, and `eval/bpb/common`
-(rows and prose: the kinds every arm trains on); `eval/relational/<probe>` (accuracy) and
+(rows and prose: the kinds every arm trains on), the same as `eval/bpb_heldout/<kind>` on documents about the
+held-out classes (`task.heldout_classes`); `eval/relational/<probe>` (accuracy) and
 `eval/relational/<probe>/log_odds`, plus `eval/relational/mean` and `eval/relational/log_odds` over the probes. Each
 has `/n`, `/lower`, `/upper` companions (95% CI, Student t over windows or items), like `eval/reward`.
 """

@@ -26,7 +26,7 @@ from aegir.eval.instrument import (COMMON_KINDS, PROBE_MAX_BYTES, per_kind_windo
                                     with_companions)
 from aegir.eval.stats import mean_ci
 from aegir.observe.tensorboard import EVAL_BANDS, add_band_charts, band, band_bounds
-from aegir.tasks.pretrain.instrument import KIND_CODES, Instrument, ProbeItem
+from aegir.tasks.pretrain.instrument import KIND_CODES, EvalWindows, Instrument, ProbeItem
 from aegir.tasks.pretrain.windows import RandomWindowBatches
 
 LN2 = math.log(2.0)
@@ -356,19 +356,27 @@ def _mean_logprobs(model: nn.Module, pairs: Sequence[tuple[str, Sequence[str]]],
     return out
 
 
+def per_kind_metrics(model: nn.Module, windows: EvalWindows, prefix: str, batch_size: int) -> dict[str, float]:
+    """`<prefix>/<kind>` for every segment kind and `<prefix>/common`, with companions: the seen-class and the
+    held-out-class eval windows are scored the same way."""
+    losses = evaluate_windows(model, windows.windows, batch_size, per_byte=True).numpy()
+    kinds = windows.kinds[:, 1:].numpy()
+    metrics: dict[str, float] = {}
+    for kind, code in KIND_CODES.items():
+        metrics.update(with_companions(f"{prefix}/{kind}", mean_ci(per_kind_window_bpb(losses, kinds, [code]))))
+    common = [KIND_CODES[k] for k in COMMON_KINDS]
+    metrics.update(with_companions(f"{prefix}/common", mean_ci(per_kind_window_bpb(losses, kinds, common))))
+    return metrics
+
+
 def score_instrument(model: nn.Module, instrument: Instrument, seq_len: int, batch_size: int) -> dict[str, float]:
     """Every instrument metric of the model's current weights. Probe sequences are at most PROBE_MAX_BYTES long
     (and never longer than a training window): their contexts are short by construction, the cap trims the top of
     a long CREATE TABLE, and it bounds the cost of the evaluation."""
     metrics: dict[str, float] = {}
-    if instrument.eval_windows is not None:
-        windows = instrument.eval_windows
-        losses = evaluate_windows(model, windows.windows, batch_size, per_byte=True).numpy()
-        kinds = windows.kinds[:, 1:].numpy()
-        for kind, code in KIND_CODES.items():
-            metrics.update(with_companions(f"eval/bpb/{kind}", mean_ci(per_kind_window_bpb(losses, kinds, [code]))))
-        common = [KIND_CODES[k] for k in COMMON_KINDS]
-        metrics.update(with_companions("eval/bpb/common", mean_ci(per_kind_window_bpb(losses, kinds, common))))
+    for prefix, windows in (("eval/bpb", instrument.eval_windows), ("eval/bpb_heldout", instrument.heldout_windows)):
+        if windows is not None:
+            metrics.update(per_kind_metrics(model, windows, prefix, batch_size))
     accuracies, log_odds = [], []
     max_len = min(seq_len + 1, PROBE_MAX_BYTES)
     for name, items in instrument.probes.items():

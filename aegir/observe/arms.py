@@ -31,7 +31,7 @@ ARM_ORDER = ("full", "no_ontology", "no_schema")
 REFERENCE_ARM = "full"
 # The metrics compared across arms: the per-arm validation bpb (different bytes per arm, shown for contrast) and
 # everything the fixed cross-arm instrument reports.
-INSTRUMENT_PREFIXES = ("eval/bpb/", "eval/relational/", "val/bpb")
+INSTRUMENT_PREFIXES = ("eval/bpb/", "eval/bpb_heldout/", "eval/relational/", "val/bpb")
 _COMPANIONS = ("n", "lower", "upper", "ci95")
 
 
@@ -127,7 +127,7 @@ def compare_arms(runs: Sequence[Any]) -> list[ArmComparison]:
         hashes: dict[str, set[str]] = defaultdict(set)
         for run in members:
             data = run.metadata.get("data") or {}
-            for part in ("eval_windows", "probes"):
+            for part in ("eval_windows", "eval_windows_heldout", "probes"):
                 if isinstance(data.get(part), dict):
                     hashes[part].add(str(data[part].get("sha256")))
         comparisons.append(ArmComparison(str(members[0].config.get("name") or "runs"), ordered, metrics,

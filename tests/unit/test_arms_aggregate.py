@@ -54,10 +54,11 @@ def _run(root: Path, arm: str, seed: int, relational: float, common: float, eval
     config = {"name": "arms", "seed": seed, "arm": {"name": arm}, "task": {"name": "pretrain"},
               "objective": {"metric": "val/bpb", "mode": "min"}, "aggregate_gates": GATES}
     metadata = {"status": "finished", "seed": seed, "arm": arm, "config": config,
-                "data": {"eval_windows": {"sha256": eval_sha}, "probes": {"sha256": "def"}}}
+                "data": {"eval_windows": {"sha256": eval_sha}, "eval_windows_heldout": {"sha256": "fed"},
+                         "probes": {"sha256": "def"}}}
     (path / "metadata.json").write_text(json.dumps(metadata))
-    metrics = {"val/bpb": common + 0.5, "eval/bpb/common": common, "eval/relational/mean": relational,
-               "eval/relational/mean/lower": relational - 0.1}
+    metrics = {"val/bpb": common + 0.5, "eval/bpb/common": common, "eval/bpb_heldout/common": common + 1.0,
+               "eval/relational/mean": relational, "eval/relational/mean/lower": relational - 0.1}
     (path / "summary.json").write_text(json.dumps({"status": "finished", "metrics": metrics,
                                                    "objective": {"metric": "val/bpb", "mode": "min"}}))
 
@@ -73,7 +74,10 @@ def test_aggregate_reports_paired_arms_and_gate_verdicts(tmp_path: Path) -> None
     assert len(report) == 1
     comparison = report[0]
     assert comparison["arms"] == {"full": [123, 42, 456], "no_ontology": [123, 42, 456]}
-    assert comparison["instrument_hashes"] == {"eval_windows": ["abc"], "probes": ["def"]}
+    assert comparison["instrument_hashes"] == {"eval_windows": ["abc"], "eval_windows_heldout": ["fed"],
+                                               "probes": ["def"]}
+    assert comparison["metrics"]["arm/full/eval/bpb_heldout/common"] == pytest.approx(3.0)
+    assert comparison["metrics"]["paired/full-no_ontology/eval/bpb_heldout/common"] == pytest.approx(-0.5)
     expected = paired_difference(full, no_ontology)
     assert comparison["metrics"]["paired/full-no_ontology/eval/relational/mean"] == pytest.approx(0.2)
     assert comparison["metrics"]["paired/full-no_ontology/eval/relational/mean/lower"] == pytest.approx(expected.lower)
@@ -84,6 +88,7 @@ def test_aggregate_reports_paired_arms_and_gate_verdicts(tmp_path: Path) -> None
     assert gates["missing"]["passed"] is False  # a metric nobody produced fails its gate
     markdown = paths["markdown"].read_text()
     assert "## Arms: arms" in markdown and "| eval/relational/mean |" in markdown
+    assert "| eval/bpb_heldout/common |" in markdown
     assert "| final | PASS |" in markdown and "| missing | FAIL |" in markdown
     assert (paths["tensorboard"] / "arms").is_dir()
 

@@ -130,3 +130,11 @@ def test_range_errors_name_the_full_key(compose, override: str, key: str, fragme
 
 def test_conf_dir_is_the_repositorys() -> None:
     assert (CONF_DIR / "config.yaml").is_file()
+
+
+def test_negative_heldout_classes_is_a_range_error(compose) -> None:
+    with pytest.raises(InputError) as info:
+        validate(compose(["task=pretrain", "task.heldout_classes=-1"]))
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("config error: task.heldout_classes:"), message
+    assert "must be >= 0, got -1" in message, message

@@ -9,6 +9,11 @@ Determinism: document ``i`` depends only on ``(data_seed, i)`` (its own ``random
 split depends only on ``data_seed`` and is drawn on document indices *before* an arm is applied, so every arm is
 evaluated on the same held-out documents. No global random state is touched.
 
+Held-out classes (``task.heldout_classes`` = k > 0): k classes, drawn from ``data_seed`` and the catalog only
+(``heldout_class_names``), are never drawn for a document, and they are chosen among leaves no other class
+references, so no training byte names them (no subclass chain, CREATE TABLE, view or property range of a retained
+class does). ``generate_heldout_document`` writes documents about them alone, for the eval instrument.
+
 Corpus bytes: documents are UTF-8 encoded and joined with ``DOCUMENT_SEPARATOR`` (the one byte 0x1E, ASCII
 "record separator", which never occurs in generated text); inside a document, segments are separated by a blank
 line. The document lists are kept too, for callers that prefer to insert EOS ids.
@@ -36,6 +41,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Literal, get_args
@@ -685,12 +691,15 @@ _ORDERS: tuple[tuple[SegmentKind, ...], ...] = (
 )
 
 
-def _related_class(cat: Catalog, cls: str, rng: random.Random) -> str:
-    """A second class for the document: one the first references, else any."""
-    referenced = sorted({c.references for c in cat.table_for(cls).columns if c.references})
+def _related_class(cat: Catalog, cls: str, rng: random.Random, pool: Sequence[str]) -> str:
+    """A second class for the document: one the first references, else any of ``pool`` (references to table
+    classes outside ``pool`` are never drawn)."""
+    outside = set(cat.table_classes).difference(pool)
+    referenced = sorted({c.references for c in cat.table_for(cls).columns
+                         if c.references and c.references not in outside})
     if referenced and rng.random() < 0.7:
         return rng.choice(referenced)
-    return rng.choice(cat.table_classes)
+    return rng.choice(pool)
 
 
 def _class_segments(cat: Catalog, cls: str, rng: random.Random) -> list[Segment]:
@@ -708,26 +717,78 @@ def _class_segments(cat: Catalog, cls: str, rng: random.Random) -> list[Segment]
     return segments
 
 
-def generate_document(data_seed: int, index: int, catalog: Catalog | None = None) -> list[Segment]:
-    """Document ``index`` of the corpus for ``data_seed``; independent of how many documents are generated.
-    ``catalog``: the ontology the document is about (None = the shipped catalog)."""
-    cat = catalog or default_catalog()
-    rng = random.Random(f"aegir-corpus:{data_seed}:{index}")
-    first = rng.choice(cat.table_classes)
-    classes = [first] if rng.random() < 0.7 else [first, _related_class(cat, first, rng)]
+def holdable_classes(cat: Catalog) -> tuple[str, ...]:
+    """Table classes that can be kept out of every training byte, in catalog order: leaves (so no other class's
+    subclass chain or inherited properties name them) that no other class's table references (so no other CREATE
+    TABLE, view, ontology property range or related-class draw names them)."""
+    parents = {c.parent for c in cat.classes.values() if c.parent}
+    referenced = {col.references for cls in cat.table_classes for col in cat.table_for(cls).columns
+                  if col.references and col.references != cls}
+    return tuple(c for c in cat.table_classes if c not in parents and c not in referenced)
+
+
+@cache
+def heldout_class_names(cat: Catalog, data_seed: int, n_classes: int) -> tuple[str, ...]:
+    """The ``n_classes`` classes the training corpus never draws (``task.heldout_classes``), in catalog order.
+    Drawn from ``data_seed`` and the catalog only -- never the arm, n_documents or seed -- so every arm holds out
+    the same classes."""
+    if n_classes == 0:
+        return ()
+    candidates = holdable_classes(cat)
+    if not 0 < n_classes <= len(candidates):
+        raise InputError(f"config error: task.heldout_classes: the catalog {cat.source} can hold out at most "
+                         f"{len(candidates)} classes (leaves no other class references: {', '.join(candidates)}); "
+                         f"got {n_classes}")
+    chosen = set(random.Random(f"aegir-heldout-classes:{data_seed}").sample(candidates, n_classes))
+    return tuple(c for c in candidates if c in chosen)
+
+
+def seen_class_names(cat: Catalog, data_seed: int, n_classes: int) -> tuple[str, ...]:
+    """The table classes training documents may be about (every class but ``heldout_class_names``), in catalog
+    order; also the classes the relational probes ask about, so no probe names a class no arm has seen."""
+    held_out = heldout_class_names(cat, data_seed, n_classes)
+    return tuple(c for c in cat.table_classes if c not in held_out)
+
+
+def _document(cat: Catalog, rng: random.Random, pool: Sequence[str]) -> list[Segment]:
+    """A document about one class of ``pool``, sometimes two (the second also from ``pool``)."""
+    first = rng.choice(pool)
+    classes = [first] if rng.random() < 0.7 else [first, _related_class(cat, first, rng, pool)]
     order = rng.choice(_ORDERS)
     if rng.random() < 0.5:
         # Group by class (all about A, then all about B), each group in the document's order.
-        segments = [s for cls in classes for s in sorted(_class_segments(cat, cls, rng), key=lambda s: order.index(s.kind))]
+        segments = [s for cls in classes
+                    for s in sorted(_class_segments(cat, cls, rng), key=lambda s: order.index(s.kind))]
     else:
         segments = [s for cls in classes for s in _class_segments(cat, cls, rng)]
         rng.shuffle(segments)
     return segments
 
 
-def generate_documents(data_seed: int, n_documents: int, catalog: Catalog | None = None) -> list[list[Segment]]:
-    """The first ``n_documents`` documents of the synthetic corpus for ``data_seed`` (and ``catalog``)."""
-    return [generate_document(data_seed, i, catalog) for i in range(n_documents)]
+def generate_document(data_seed: int, index: int, catalog: Catalog | None = None,
+                      heldout_classes: int = 0) -> list[Segment]:
+    """Document ``index`` of the corpus for ``data_seed``; independent of how many documents are generated.
+    ``catalog``: the ontology the document is about (None = the shipped catalog). ``heldout_classes``: how many
+    classes (``heldout_class_names``) the document may not be about; with 0 every class may be drawn."""
+    cat = catalog or default_catalog()
+    return _document(cat, random.Random(f"aegir-corpus:{data_seed}:{index}"),
+                     seen_class_names(cat, data_seed, heldout_classes))
+
+
+def generate_heldout_document(data_seed: int, index: int, catalog: Catalog, heldout_classes: int) -> list[Segment]:
+    """Document ``index`` about the held-out classes only (the eval instrument's unseen classes); numbered apart
+    from the training documents (its own random stream), so no index range of the corpus can collide with it."""
+    held_out = heldout_class_names(catalog, data_seed, heldout_classes)
+    if not held_out:
+        raise ValueError("generate_heldout_document needs heldout_classes > 0")
+    return _document(catalog, random.Random(f"aegir-heldout-corpus:{data_seed}:{index}"), held_out)
+
+
+def generate_documents(data_seed: int, n_documents: int, catalog: Catalog | None = None,
+                       heldout_classes: int = 0) -> list[list[Segment]]:
+    """The first ``n_documents`` documents of the synthetic corpus for ``data_seed`` (``catalog``, held-out
+    classes)."""
+    return [generate_document(data_seed, i, catalog, heldout_classes) for i in range(n_documents)]
 
 
 def document_text(segments: Sequence[Segment]) -> str:
@@ -803,16 +864,17 @@ def _split(texts: Sequence[str], val_indices: Sequence[int]) -> Corpus:
 
 
 def build_corpus(data_seed: int, n_documents: int, arm: str, val_fraction: float,
-                 catalog: Catalog | None = None) -> Corpus:
+                 catalog: Catalog | None = None, heldout_classes: int = 0) -> Corpus:
     """The synthetic corpus for one arm; the val documents are the same indices for every arm of a ``data_seed``.
-    ``catalog`` is the ontology the documents describe (``task.catalog``; None = the shipped catalog)."""
+    ``catalog`` is the ontology the documents describe (``task.catalog``; None = the shipped catalog);
+    ``heldout_classes`` classes of it appear in no document (``task.heldout_classes``)."""
     if arm not in _DROPPED_BY_ARM:
         raise InputError(f"unknown corpus arm {arm!r}; allowed arms: {', '.join(ARMS)}")
     _check_val_fraction(val_fraction)
     minimum = 2 if val_fraction > 0 else 1
     if n_documents < minimum:
         raise InputError(f"n_documents must be >= {minimum} (val_fraction={val_fraction}), got {n_documents}")
-    documents = generate_documents(data_seed, n_documents, catalog)
+    documents = generate_documents(data_seed, n_documents, catalog, heldout_classes)
     val_indices = _val_indices(n_documents, val_fraction, f"aegir-split:{data_seed}")
     return _split(apply_arm(documents, arm), val_indices)
 

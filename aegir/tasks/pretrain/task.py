@@ -11,7 +11,7 @@ from aegir.config.schema import PretrainTaskConfig
 from aegir.errors import InputError
 from aegir.rundir import sha256_bytes
 from aegir.tasks.ontology.catalog import catalog_for
-from aegir.tasks.pretrain.corpus import Corpus, build_corpus, load_user_corpus
+from aegir.tasks.pretrain.corpus import Corpus, build_corpus, heldout_class_names, load_user_corpus
 from aegir.tasks.pretrain.instrument import EVAL_FIRST_DOCUMENT, Instrument, build_instrument
 from aegir.tasks.pretrain.windows import validation_windows
 from aegir.tokenizer import bytes_to_tensor
@@ -28,15 +28,21 @@ class PretrainData:
 def prepare_pretrain_data(task: PretrainTaskConfig, arm: str, data_seed: int) -> PretrainData:
     """Generate (synthetic) or load (files) the corpus, cut the validation windows, hash both."""
     data, seq_len = task.data, task.seq_len
+    if task.heldout_classes and data.source != "synthetic":
+        raise InputError(f"config error: task.heldout_classes: only the synthetic corpus has catalog classes to hold "
+                         f"out; got {task.heldout_classes} with task.data.source={data.source}")
     if data.source == "tables":
         return _tables_data(task, data_seed)
     if data.source == "synthetic":
         catalog = catalog_for(task.catalog)
         corpus: Corpus = build_corpus(data_seed=data_seed, n_documents=data.n_documents, arm=arm,
-                                      val_fraction=data.val_fraction, catalog=catalog)
+                                      val_fraction=data.val_fraction, catalog=catalog,
+                                      heldout_classes=task.heldout_classes)
         origin: dict[str, Any] = {"source": "synthetic", "data_seed": data_seed, "arm": arm,
                                   "n_documents": data.n_documents,
-                                  "catalog": catalog.source, "catalog_sha256": catalog.sha256}
+                                  "catalog": catalog.source, "catalog_sha256": catalog.sha256,
+                                  "heldout_classes": list(heldout_class_names(catalog, data_seed,
+                                                                              task.heldout_classes))}
     elif data.source == "files":
         if not data.path:
             raise InputError("config error: task.data.path: required when task.data.source=files")
@@ -62,7 +68,8 @@ def prepare_pretrain_data(task: PretrainTaskConfig, arm: str, data_seed: int) ->
         if data.n_documents > EVAL_FIRST_DOCUMENT:
             raise InputError(f"config error: task.data.n_documents: at most {EVAL_FIRST_DOCUMENT} with the cross-arm "
                              f"eval instrument (its documents are numbered from there); got {data.n_documents}")
-        instrument = build_instrument(data_seed, catalog, seq_len, task.eval_windows, task.probe_items)
+        instrument = build_instrument(data_seed, catalog, seq_len, task.eval_windows, task.probe_items,
+                                      task.heldout_classes)
         provenance.update(instrument.provenance)
     return PretrainData(train=train, val_windows=windows, provenance=provenance, instrument=instrument)
 
