@@ -1,10 +1,14 @@
 """Benchmarks: `python -m aegir.bench <name> [options]`, one argparse subcommand per benchmark.
 
 Each prints machine-readable `key=value` lines and compares against a baseline measured in the same process, so
-ratios survive noisy machines.
+ratios survive noisy machines: the two sides of a ratio run alternately (A B A B ..., after a warm-up round), and
+every timing is reported as the median of the repeats (`*_s`, ratios use it), their minimum (`*_min_s`) and their
+relative spread ((max - min) / median, `*_spread`): a figure whose spread is large is not a figure.
 
 rwkv7: training throughput (forward + backward, bytes/s) of the chunked WKV vs the per-byte recurrent loop on the
-same model, their ratio, and recurrent-state generation throughput (`ByteLM.generate`).
+same model, their ratio, and recurrent-state generation throughput (`ByteLM.generate`) at each of --gen-batches;
+with --compile-step also through `model.compile_step` (the torch.compile'd decoding step) beside the eager one. On
+CUDA the training rows add model TFLOP/s and MFU against the GPU's fp32 peak.
 
 hnet: training (forward + backward, ratio loss included) and generation bytes/s of the H-Net presets hnet_nano and
 hnet_tiny (conf/model/) next to an isotropic RWKV-7 of the rwkv7 config's width with the layer count that best matches
@@ -17,7 +21,8 @@ pass over every prompt + completion it replaced (`one_pass_logprobs`, kept here 
 batches: long prompts of unequal length, short completions.
 
 grpo: one GRPO step of the nano policy split by phase (generate / score / logprob / update, the functions the
-GRPO loop runs) and generated tokens/s, for each group size and completion length. EOS is excluded from the
+GRPO loop runs) and generated tokens/s, for each group size and completion length. Like the loop, the old-policy
+log-prob pass runs only when --num-iterations > 1 (at 1 the old log-probs are the new ones, detached). EOS is excluded from the
 sampling vocabulary so every completion has exactly the requested length.
 
 grpo_hf: one GRPO configuration (the tiny local Qwen3 of aegir.models.hf_tiny, LoRA, fp32, PT-BR commerce prompts,
@@ -52,7 +57,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from aegir.bench_stats import emit
+from aegir.bench_stats import emit, interleaved, spread
 from aegir.exit_status import INPUT_ERROR
 from aegir.models.lm import ByteLM
 from aegir.models.rwkv7 import use_wkv_impl
@@ -65,16 +70,16 @@ RWKV7_MODELS: dict[str, dict[str, int]] = {
 }
 
 
-def time_best(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    """Best wall time of `repeats` calls after `warmup` untimed ones (best-of filters out scheduler noise)."""
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(max(repeats, 1)):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+def measure(sides: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, dict[str, float]]:
+    """Each side timed `repeats` times after `warmup` untimed rounds, the sides alternating (A B A B ...) so a change
+    of load hits all of them alike -> per side its median, min, max and relative spread (aegir.bench_stats)."""
+    times = interleaved(dict(sides), max(repeats, 1), warmup)
+    return {name: spread(samples) for name, samples in times.items()}
+
+
+def timing_fields(prefix: str, stats: Mapping[str, float]) -> dict[str, float]:
+    """`<prefix>_s` (median), `<prefix>_min_s` and `<prefix>_spread` of one side, for `emit`."""
+    return {f"{prefix}_s": stats["median"], f"{prefix}_min_s": stats["min"], f"{prefix}_spread": stats["spread"]}
 
 
 def _train_step(model: torch.nn.Module, ids: torch.Tensor) -> None:
@@ -86,41 +91,91 @@ def _train_step(model: torch.nn.Module, ids: torch.Tensor) -> None:
 
 
 def bench_rwkv7(args: argparse.Namespace) -> None:
-    """Chunked vs per-byte-loop training throughput, and generation throughput, for each requested model."""
+    """Chunked vs per-byte-loop training throughput (interleaved), and generation throughput at each batch size
+    (eager, and with --compile-step the torch.compile'd step beside it, interleaved)."""
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    emit(bench="rwkv7", torch=torch.__version__, device="cpu", threads=torch.get_num_threads())
+    device = torch.device(args.device)
+    emit(bench="rwkv7", torch=torch.__version__, device=device.type, threads=torch.get_num_threads())
     for name in args.models:
         config = RWKV7_MODELS[name]
-        model = ByteLM(**config)
+        model = ByteLM(**config).to(device)
         common = {"bench": "rwkv7", "model": name, "params": model.num_parameters(), "T": args.T, "batch": args.batch}
-        ids = torch.randint(0, config["vocab_size"], (args.batch, args.T + 1))
+        ids = torch.randint(0, config["vocab_size"], (args.batch, args.T + 1), device=device)
         n_bytes = args.batch * args.T
 
         model.train()
-        throughput = {}
-        for path, impl in (("chunked", "auto"), ("loop", "recurrent")):
-            with use_wkv_impl(impl):
-                seconds = time_best(lambda: _train_step(model, ids), args.repeats)
-            throughput[path] = n_bytes / seconds
-            emit(**common, path=path, train_s=seconds, train_bytes_per_s=throughput[path])
-        emit(bench="rwkv7", model=name, ratio_chunked_vs_loop=throughput["chunked"] / throughput["loop"])
+        paths = {"chunked": "auto", "loop": "recurrent"}
+
+        def train(impl: str) -> Callable[[], None]:
+            def run() -> None:
+                with use_wkv_impl(impl):
+                    _train_step(model, ids)
+                _synchronize(device)
+            return run
+
+        stats = measure({path: train(impl) for path, impl in paths.items()}, args.repeats)
+        for path in paths:
+            throughput = n_bytes / stats[path]["median"]
+            emit(**common, path=path, **timing_fields("train", stats[path]), train_bytes_per_s=throughput,
+                 **model_flops_utilisation(model, throughput, device))
+        emit(bench="rwkv7", model=name, ratio_chunked_vs_loop=stats["loop"]["median"] / stats["chunked"]["median"],
+             ratio_chunked_vs_loop_min=stats["loop"]["min"] / stats["chunked"]["min"])
 
         model.eval()
-        prompt = ids[:, : args.prompt_len]
-        gen = torch.Generator().manual_seed(args.seed)
-        seconds = time_best(
-            lambda: model.generate(prompt, args.gen_tokens, temperature=1.0, generator=gen), args.repeats
-        )
-        emit(
-            **common,
-            path="generate",
-            prompt_len=args.prompt_len,
-            new_tokens=args.gen_tokens,
-            gen_s=seconds,
-            gen_bytes_per_s=args.batch * args.gen_tokens / seconds,
-        )
+        compiled = ByteLM(**config, compile_step=True).to(device).eval() if args.compile_step else None
+        if compiled is not None:
+            compiled.load_state_dict(model.state_dict())
+        for batch in args.gen_batches:
+            prompt = torch.randint(0, 256, (batch, args.prompt_len), device=device)
+            sides = {"eager": model} if compiled is None else {"eager": model, "compiled": compiled}
+
+            def generate(lm: ByteLM) -> Callable[[], None]:
+                def run() -> None:
+                    lm.generate(prompt, args.gen_tokens, temperature=1.0,
+                                generator=torch.Generator(device=device).manual_seed(args.seed))
+                    _synchronize(device)
+                return run
+
+            stats = measure({step: generate(lm) for step, lm in sides.items()}, args.repeats)
+            for step in sides:
+                emit(bench="rwkv7", model=name, path="generate", step=step, gen_batch=batch,
+                     prompt_len=args.prompt_len, new_tokens=args.gen_tokens, **timing_fields("gen", stats[step]),
+                     gen_bytes_per_s=batch * args.gen_tokens / stats[step]["median"])
+            if compiled is not None:
+                emit(bench="rwkv7", model=name, gen_batch=batch,
+                     ratio_gen_compiled_vs_eager=stats["eager"]["median"] / stats["compiled"]["median"])
+
+
+def _synchronize(device: torch.device) -> None:
+    """Wait for queued CUDA work, so a wall time covers it (no-op on CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# Dense fp32 peak of the GPUs users train on (vendor datasheets), for MFU: the benchmark trains in fp32, so the fp32
+# peak, not the tensor cores' bf16 one, is the honest denominator.
+GPU_PEAK_FP32_TFLOPS: dict[str, float] = {"H100": 67.0, "H200": 67.0, "A100": 19.5, "RTX 4090": 82.6,
+                                          "RTX 3090": 35.6, "L4": 30.3, "A10": 31.2}
+
+
+def training_flops_per_byte(model: ByteLM) -> float:
+    """Forward + backward FLOPs per trained byte of a ByteLM: 6 x the parameters used as matmul weights (each is a
+    multiply-add per byte forward, twice that backward), the tied embedding counted once as the head. The WKV
+    recurrence is O(head_size) per channel and left out, as MFU conventions do for attention at short context."""
+    return 6.0 * model.num_parameters()
+
+
+def model_flops_utilisation(model: ByteLM, bytes_per_s: float, device: torch.device) -> dict[str, float]:
+    """{"mfu": achieved / peak} on a GPU whose fp32 peak is known; {} on CPU (no meaningful datasheet peak)."""
+    if device.type != "cuda":
+        return {}
+    name = torch.cuda.get_device_name(device)
+    peak = next((tflops for key, tflops in GPU_PEAK_FP32_TFLOPS.items() if key in name), None)
+    achieved = training_flops_per_byte(model) * bytes_per_s
+    fields = {"model_tflops": achieved / 1e12}
+    return fields if peak is None else {**fields, "mfu": achieved / (peak * 1e12)}
 
 
 # H-Net config name -> the rwkv7 config whose width and head size its isotropic baseline uses.
@@ -165,27 +220,30 @@ def bench_hnet(args: argparse.Namespace) -> None:
         hnet = build_model(cfg)
         base = RWKV7_MODELS[HNET_BASELINES[name]]
         iso = matched_rwkv7(hnet.num_parameters(), int(cfg.vocab_size), base["d_model"], base["head_size"])
-        results: dict[str, dict[str, float]] = {}
-        for label, model in (("hnet", hnet), ("rwkv7", iso)):
+        hnet.compile_step = iso.compile_step = args.compile_step
+        models = {"hnet": hnet, "rwkv7": iso}
+        for model in models.values():
+            model.train()
+        train = measure({label: functools.partial(_train_step, model, ids) for label, model in models.items()},
+                        args.repeats)
+        boundary_fracs = {f"boundary_frac_stage{i}": s.boundary_frac for i, s in enumerate(hnet.last_aux.stages)}
+        for model in models.values():
+            model.eval()
+        gen = measure({label: functools.partial(model.generate, prompt, args.gen_tokens, temperature=1.0,
+                                                generator=torch.Generator().manual_seed(args.seed))
+                       for label, model in models.items()}, args.repeats)
+        for label, model in models.items():
             common = {"bench": "hnet", "pair": name, "arch": label, "params": model.num_parameters(),
                       "T": args.T, "batch": args.batch}
-            model.train()
-            train_s = time_best(lambda: _train_step(model, ids), args.repeats)
-            extra: dict[str, object] = {}
-            if label == "hnet":
-                extra = {f"boundary_frac_stage{i}": s.boundary_frac for i, s in enumerate(model.last_aux.stages)}
-            else:
-                extra = {"n_layers": len(model.body.blocks), "d_model": base["d_model"]}
-            emit(**common, path="train", train_s=train_s, train_bytes_per_s=n_bytes / train_s, **extra)
-            model.eval()
-            gen = torch.Generator().manual_seed(args.seed)
-            gen_s = time_best(lambda: model.generate(prompt, args.gen_tokens, temperature=1.0, generator=gen),
-                              args.repeats)
-            emit(**common, path="generate", prompt_len=args.prompt_len, new_tokens=args.gen_tokens, gen_s=gen_s,
-                 gen_bytes_per_s=args.batch * args.gen_tokens / gen_s)
-            results[label] = {"train": n_bytes / train_s, "gen": args.batch * args.gen_tokens / gen_s}
-        emit(bench="hnet", pair=name, ratio_train_hnet_vs_rwkv7=results["hnet"]["train"] / results["rwkv7"]["train"],
-             ratio_gen_hnet_vs_rwkv7=results["hnet"]["gen"] / results["rwkv7"]["gen"])
+            extra = boundary_fracs if label == "hnet" else {"n_layers": len(model.body.blocks),
+                                                            "d_model": base["d_model"]}
+            emit(**common, path="train", **timing_fields("train", train[label]),
+                 train_bytes_per_s=n_bytes / train[label]["median"], **extra)
+            emit(**common, path="generate", prompt_len=args.prompt_len, new_tokens=args.gen_tokens,
+                 **timing_fields("gen", gen[label]),
+                 gen_bytes_per_s=args.batch * args.gen_tokens / gen[label]["median"])
+        emit(bench="hnet", pair=name, compile_step=args.compile_step, ratio_train_hnet_vs_rwkv7=train["rwkv7"]["median"] / train["hnet"]["median"],
+             ratio_gen_hnet_vs_rwkv7=gen["rwkv7"]["median"] / gen["hnet"]["median"])
 
 
 def bench_grpo(args: argparse.Namespace) -> None:
@@ -202,7 +260,7 @@ def bench_grpo(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     emit(bench="grpo", torch=torch.__version__, device="cpu", threads=torch.get_num_threads())
     tokenizer = ByteTokenizer()
-    model = ByteLM(**RWKV7_MODELS["nano"])
+    model = ByteLM(**RWKV7_MODELS["nano"], compile_step=args.compile_step)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     allowed = allowed_mask(RWKV7_MODELS["nano"]["vocab_size"], list(range(48, 58)))  # digits, no EOS
     records = generate_toy_records(args.seed, args.prompts, max_operand=99, ops="+")
@@ -210,7 +268,7 @@ def bench_grpo(args: argparse.Namespace) -> None:
     composer = RewardComposer({"components": {"toy_exact": {"weight": 1.0}, "toy_partial": {"weight": 0.5}}})
     for group in args.group_sizes:
         for length in args.lengths:
-            timings = {"generate": 0.0, "score": 0.0, "logprob": 0.0, "update": 0.0}
+            phases: dict[str, list[float]] = {"generate": [], "score": [], "logprob": [], "update": []}
             for repeat in range(args.repeats + 1):  # the first step warms up and is not counted
                 phase: dict[str, float] = {}
                 start = time.perf_counter()
@@ -224,28 +282,34 @@ def bench_grpo(args: argparse.Namespace) -> None:
                 advantages = compute_advantages("grpo", scored.total.view(-1, group)).reshape(-1)
                 phase["score"] = time.perf_counter() - start
                 start = time.perf_counter()
-                with torch.no_grad():
-                    old_logp, _ = completion_logprobs(model, batch, temperature=1.0, allowed=allowed)
+                old_logp = None
+                if args.num_iterations > 1:  # like the loop: the old policy's pass only when it differs from the new
+                    with torch.no_grad():
+                        old_logp, _ = completion_logprobs(model, batch, temperature=1.0, allowed=allowed)
                 phase["logprob"] = time.perf_counter() - start
                 start = time.perf_counter()
                 model.train()
-                optimizer.zero_grad(set_to_none=True)
-                for rows in torch.arange(batch.size).split(args.micro_batch):
-                    part = batch.select(rows)
-                    logp, _ = completion_logprobs(model, part, temperature=1.0, allowed=allowed)
-                    loss, _ = policy_loss(logp, old_logp[rows], advantages[rows], part.mask, loss_type="dapo",
-                                          global_token_count=batch.mask.sum())
-                    loss.backward()
-                optimizer.step()
+                for _ in range(args.num_iterations):
+                    optimizer.zero_grad(set_to_none=True)
+                    for rows in torch.arange(batch.size).split(args.micro_batch):
+                        part = batch.select(rows)
+                        logp, _ = completion_logprobs(model, part, temperature=1.0, allowed=allowed)
+                        old = logp.detach() if old_logp is None else old_logp[rows]
+                        loss, _ = policy_loss(logp, old, advantages[rows], part.mask, loss_type="dapo",
+                                              global_token_count=batch.mask.sum())
+                        loss.backward()
+                    optimizer.step()
                 phase["update"] = time.perf_counter() - start
                 if repeat:
                     for key, value in phase.items():
-                        timings[key] += value / args.repeats
-            total = sum(timings.values())
+                        phases[key].append(value)
+            steps = [sum(parts) for parts in zip(*phases.values())]
+            step, generate = spread(steps), spread(phases["generate"])
             tokens = args.prompts * group * length
             emit(bench="grpo", model="nano", prompts=args.prompts, group_size=group, completion_len=length,
-                 **{f"time_{k}_s": v for k, v in timings.items()}, step_s=total, tokens_per_s=tokens / total,
-                 generate_tokens_per_s=tokens / timings["generate"])
+                 num_iterations=args.num_iterations, compile_step=args.compile_step,
+                 **{f"time_{k}_s": spread(v)["median"] for k, v in phases.items()}, **timing_fields("step", step),
+                 tokens_per_s=tokens / step["median"], generate_tokens_per_s=tokens / generate["median"])
     composer.close()
 
 
@@ -292,17 +356,19 @@ def bench_logprob(args: argparse.Namespace) -> None:
                          torch.zeros(n, dtype=torch.bool), torch.zeros(n, args.completion_len))
     scorers = {"shared_prompt": lambda: completion_logprobs(model, batch, temperature=1.0, allowed=allowed)[0],
                "one_pass_padded": lambda: one_pass_logprobs(model, batch, 1.0, allowed)}
-    seconds = {}
-    for name, scorer in scorers.items():
+    def fwd_bwd(scorer: Callable[[], torch.Tensor]) -> Callable[[], None]:
         def step() -> None:
             model.zero_grad(set_to_none=True)
             scorer().sum().backward()
+        return step
 
-        seconds[name] = time_best(step, args.repeats)
+    stats = measure({name: fwd_bwd(scorer) for name, scorer in scorers.items()}, args.repeats)
+    for name in scorers:
         emit(bench="logprob", scorer=name, model=args.model, rows=n, prompt_lens=",".join(map(str, args.prompt_lens)),
-             completion_len=args.completion_len, fwd_bwd_s=seconds[name],
-             completion_tokens_per_s=float(mask.sum()) / seconds[name])
-    emit(bench="logprob", speedup_shared_vs_one_pass=seconds["one_pass_padded"] / seconds["shared_prompt"])
+             completion_len=args.completion_len, **timing_fields("fwd_bwd", stats[name]),
+             completion_tokens_per_s=float(mask.sum()) / stats[name]["median"])
+    emit(bench="logprob",
+         ratio_shared_vs_one_pass=stats["one_pass_padded"]["median"] / stats["shared_prompt"]["median"])
 
 
 # ---------------------------------------------------------------------------------------------------------- grpo_hf
@@ -765,6 +831,9 @@ def bench_observe(args: argparse.Namespace) -> None:
                  within_budget=on["cpu"] / off["cpu"] <= 1.10)
 
 
+REPEATS_HELP = "timed repeats per measurement, the sides interleaved (median, min and spread are reported)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m aegir.bench", description=__doc__.splitlines()[0])
     benches = parser.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -772,12 +841,18 @@ def build_parser() -> argparse.ArgumentParser:
     rwkv7 = benches.add_parser("rwkv7", help="RWKV-7 chunked vs loop training and generation throughput")
     rwkv7.add_argument("--T", type=int, default=512, help="training sequence length (bytes)")
     rwkv7.add_argument("--batch", type=int, default=2, help="sequences per batch")
-    rwkv7.add_argument("--repeats", type=int, default=2, help="timed repeats per measurement (best is reported)")
+    rwkv7.add_argument("--repeats", type=int, default=2, help=REPEATS_HELP)
     rwkv7.add_argument(
         "--models", type=_rwkv7_models, default="nano,tiny", help=f"comma-separated, from {sorted(RWKV7_MODELS)}"
     )
     rwkv7.add_argument("--prompt-len", type=int, default=16, help="generation prompt length")
     rwkv7.add_argument("--gen-tokens", type=int, default=64, help="new tokens per generation run")
+    rwkv7.add_argument("--gen-batches", type=lambda t: [int(x) for x in t.split(",")], default="2,16,64",
+                       help="comma-separated generation batch sizes")
+    rwkv7.add_argument("--compile-step", action="store_true",
+                       help="also generate with model.compile_step (torch.compile'd step), interleaved with eager")
+    rwkv7.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                       help="cpu or cuda (on cuda the training rows also give model TFLOP/s and MFU)")
     rwkv7.add_argument("--seed", type=int, default=0)
     rwkv7.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     rwkv7.set_defaults(func=bench_rwkv7)
@@ -785,7 +860,7 @@ def build_parser() -> argparse.ArgumentParser:
     hnet = benches.add_parser("hnet", help="H-Net vs parameter-matched RWKV-7: training and generation bytes/s")
     hnet.add_argument("--T", type=int, default=512, help="training sequence length (bytes)")
     hnet.add_argument("--batch", type=int, default=2, help="sequences per batch")
-    hnet.add_argument("--repeats", type=int, default=2, help="timed repeats per measurement (best is reported)")
+    hnet.add_argument("--repeats", type=int, default=2, help=REPEATS_HELP)
     hnet.add_argument("--models", type=_hnet_models, default="hnet_nano,hnet_tiny",
                       help=f"comma-separated H-Net configs, from {sorted(HNET_BASELINES)}")
     hnet.add_argument("--prompt-len", type=int, default=16, help="generation prompt length")
@@ -794,6 +869,8 @@ def build_parser() -> argparse.ArgumentParser:
     hnet.add_argument("--threads", type=int, default=1,
                       help="torch intra-op threads (0: torch's default); 1 keeps small-model timings stable when "
                            "other processes share the cores")
+    hnet.add_argument("--compile-step", action="store_true",
+                      help="both models decode through model.compile_step (torch.compile'd step)")
     hnet.set_defaults(func=bench_hnet)
 
     logprob = benches.add_parser("logprob", help="GRPO policy term: shared-prompt scoring vs one padded pass")
@@ -802,7 +879,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="comma-separated prompt lengths (bytes), one group each (V4.2 prompts: mean ~700)")
     logprob.add_argument("--group-size", type=int, default=8, help="rows per prompt (G)")
     logprob.add_argument("--completion-len", type=int, default=256, help="longest completion (tokens)")
-    logprob.add_argument("--repeats", type=int, default=2, help="timed repeats (best is reported)")
+    logprob.add_argument("--repeats", type=int, default=2, help=REPEATS_HELP)
     logprob.add_argument("--seed", type=int, default=0)
     logprob.add_argument("--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)")
     logprob.set_defaults(func=bench_logprob)
@@ -815,6 +892,10 @@ def build_parser() -> argparse.ArgumentParser:
     grpo.add_argument("--prompts", type=int, default=4, help="prompts per step (completions = prompts x G)")
     grpo.add_argument("--micro-batch", type=int, default=32, help="completions per forward/backward in the update")
     grpo.add_argument("--repeats", type=int, default=1, help="timed steps per setting, after one warm-up step")
+    grpo.add_argument("--num-iterations", type=int, default=1,
+                      help="optimizer steps per generation batch (algo.num_iterations); > 1 adds the old-policy pass")
+    grpo.add_argument("--compile-step", action="store_true",
+                      help="the policy decodes through model.compile_step (compiled in the warm-up step)")
     grpo.add_argument("--seed", type=int, default=0)
     grpo.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     grpo.set_defaults(func=bench_grpo)

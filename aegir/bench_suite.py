@@ -22,10 +22,13 @@ from typing import Any, Sequence
 # name -> the arguments `make bench` runs it with (sizes that finish in minutes on a 2-core CPU).
 SUITE: dict[str, list[str]] = {
     "startup": ["startup", "--repeats", "5"],
-    "rwkv7": ["rwkv7", "--repeats", "3"],
+    "rwkv7": ["rwkv7", "--repeats", "3", "--threads", "1", "--compile-step"],
     "hnet": ["hnet", "--repeats", "3"],
+    "hnet_compiled": ["hnet", "--repeats", "3", "--compile-step"],
     "logprob": ["logprob", "--repeats", "3"],
-    "grpo": ["grpo", "--group-sizes", "16", "--lengths", "256", "--repeats", "2"],
+    "grpo": ["grpo", "--group-sizes", "16", "--lengths", "256", "--repeats", "3", "--threads", "1"],
+    "grpo_compiled": ["grpo", "--group-sizes", "16", "--lengths", "256", "--repeats", "3", "--threads", "1",
+                      "--compile-step"],
     "overhead": ["overhead", "--steps", "120", "--repeats", "2"],
 }
 

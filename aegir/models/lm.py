@@ -86,7 +86,9 @@ def compiled_step(step: Callable[..., Any], device_type: str) -> Callable[..., A
     compiler, an unsupported platform), a warning is given once and every call runs `step` eagerly."""
     mode = "reduce-overhead" if device_type == "cuda" else None
     try:
-        compiled = torch.compile(step, mode=mode)
+        # dynamic=False: one graph specialised per batch size (decoding sees a handful), not a symbolic-batch graph
+        # after the second size, whose kernels are slower.
+        compiled = torch.compile(step, mode=mode, dynamic=False)
     except Exception as err:  # torch.compile itself unsupported here (e.g. an old Python)
         warnings.warn(f"model.compile_step: torch.compile is unavailable ({err}); decoding eagerly", stacklevel=2)
         return step
