@@ -22,8 +22,8 @@ batches: long prompts of unequal length, short completions.
 
 grpo: one GRPO step of the nano policy split by phase (generate / score / logprob / update, the functions the
 GRPO loop runs) and generated tokens/s, for each group size and completion length. Like the loop, the old-policy
-log-prob pass runs only when --num-iterations > 1 (at 1 the old log-probs are the new ones, detached). EOS is excluded from the
-sampling vocabulary so every completion has exactly the requested length.
+log-prob pass runs only when --num-iterations > 1 (at 1 the old log-probs are the new ones, detached). EOS is
+excluded from the sampling vocabulary so every completion has exactly the requested length.
 
 grpo_hf: one GRPO configuration (the tiny local Qwen3 of aegir.models.hf_tiny, LoRA, fp32, PT-BR commerce prompts,
 the same reward function) through Aegir's loop (GRPOModule under Lightning) and through TRL's GRPOTrainer, one
@@ -242,7 +242,8 @@ def bench_hnet(args: argparse.Namespace) -> None:
             emit(**common, path="generate", prompt_len=args.prompt_len, new_tokens=args.gen_tokens,
                  **timing_fields("gen", gen[label]),
                  gen_bytes_per_s=args.batch * args.gen_tokens / gen[label]["median"])
-        emit(bench="hnet", pair=name, compile_step=args.compile_step, ratio_train_hnet_vs_rwkv7=train["rwkv7"]["median"] / train["hnet"]["median"],
+        emit(bench="hnet", pair=name, compile_step=args.compile_step,
+             ratio_train_hnet_vs_rwkv7=train["rwkv7"]["median"] / train["hnet"]["median"],
              ratio_gen_hnet_vs_rwkv7=gen["rwkv7"]["median"] / gen["hnet"]["median"])
 
 

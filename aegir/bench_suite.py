@@ -91,13 +91,13 @@ def markdown(header: dict[str, Any], results: dict[str, dict[str, Any]]) -> str:
         if not records:
             lines += ["(no figures: see bench.json for the output)", ""]
             continue
-        ratios = [r for r in records if any(k.startswith("ratio") for k in r)]
-        for group in (ratios, [r for r in records if r not in ratios]):
-            if not group:
-                continue
-            keys = list(dict.fromkeys(k for r in group for k in r))
+        # One table per kind of record (records printing the same keys), ratios first.
+        groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for record in records:
+            groups.setdefault(tuple(record), []).append(record)
+        for keys in sorted(groups, key=lambda ks: not any(k.startswith("ratio") for k in ks)):
             lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-            lines += ["| " + " | ".join(_cell(r.get(k, "")) for k in keys) + " |" for r in group]
+            lines += ["| " + " | ".join(_cell(r[k]) for k in keys) + " |" for r in groups[keys]]
             lines.append("")
     return "\n".join(lines)
 
@@ -110,7 +110,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aegir.bench_suite", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("."), help="where bench.md and bench.json go")
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(SUITE)}")
+    parser.add_argument("--render", type=Path, default=None, metavar="BENCH_JSON",
+                        help="only rewrite bench.md (in --out) from an earlier run's bench.json")
     args = parser.parse_args(argv)
+    if args.render is not None:
+        try:
+            saved = json.loads(args.render.read_text())
+            text = markdown(saved["machine"], saved["results"])
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            print(f"aegir.bench_suite: --render {args.render}: not a bench.json ({err})", file=sys.stderr)
+            return 2
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "bench.md").write_text(text + "\n")
+        print(f"wrote {args.out / 'bench.md'}")
+        return 0
     names = [n for n in args.only.split(",") if n] or list(SUITE)
     unknown = [n for n in names if n not in SUITE]
     if unknown:

@@ -3,6 +3,8 @@ interleaving of the two sides of a ratio, and the markdown table. (Speed itself 
 
 from __future__ import annotations
 
+import json
+
 from aegir.bench_stats import interleaved, spread
 from aegir.bench_suite import markdown, parse_records
 
@@ -24,13 +26,28 @@ def test_interleaved_alternates_the_sides() -> None:
     assert [len(times["a"]), len(times["b"])] == [3, 3]
 
 
-def test_markdown_puts_ratios_in_their_own_table() -> None:
+def test_markdown_gives_each_kind_of_record_its_table_ratios_first() -> None:
     results = {"rwkv7": {"wall_s": 3.0, "peak_rss_mib": 100.0, "exit": 0, "records": [
-        {"bench": "rwkv7", "model": "nano", "train_s": 0.5}, {"bench": "rwkv7", "model": "nano", "ratio_x": 2.0}]}}
+        {"bench": "rwkv7", "model": "nano", "train_s": 0.5}, {"bench": "rwkv7", "model": "nano", "gen_s": 0.25},
+        {"bench": "rwkv7", "model": "tiny", "train_s": 1.5}, {"bench": "rwkv7", "model": "nano", "ratio_x": 2.0}]}}
     text = markdown({"cpu": "test"}, results)
-    assert "| model | ratio_x |\n|---|---|\n| nano | 2 |" in text
-    assert "| model | train_s |\n|---|---|\n| nano | 0.5 |" in text
+    ratio = text.index("| model | ratio_x |\n|---|---|\n| nano | 2 |\n")
+    train = text.index("| model | train_s |\n|---|---|\n| nano | 0.5 |\n| tiny | 1.5 |\n")
+    gen = text.index("| model | gen_s |\n|---|---|\n| nano | 0.25 |\n")
+    assert ratio < train < gen
     assert "peak RSS 100 MiB" in text
+
+
+def test_render_rewrites_bench_md_from_bench_json(tmp_path) -> None:
+    from aegir.bench_suite import main
+
+    saved = {"machine": {"cpu": "test"}, "results": {"startup": {"wall_s": 1.0, "peak_rss_mib": 5.0, "exit": 0,
+                                                                 "records": [{"bench": "startup", "median_s": 0.5}]}}}
+    (tmp_path / "bench.json").write_text(json.dumps(saved))
+    assert main(["--render", str(tmp_path / "bench.json"), "--out", str(tmp_path / "md")]) == 0
+    assert "| median_s |\n|---|\n| 0.5 |" in (tmp_path / "md" / "bench.md").read_text()
+    (tmp_path / "bad.json").write_text("{not json")
+    assert main(["--render", str(tmp_path / "bad.json"), "--out", str(tmp_path / "md")]) == 2
 
 
 def _records(capsys) -> list[dict]:
