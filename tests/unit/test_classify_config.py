@@ -48,7 +48,8 @@ def test_bad_cta_values_fail_with_one_line_naming_the_key(compose, overrides: li
 
 def test_tables_pretraining_source_reads_other_tables_than_the_task() -> None:
     task = OmegaConf.create({"data": {"source": "tables", "path": None, "n_documents": 30, "val_fraction": 0.2},
-                             "seq_len": 64, "batch_size": 4, "val_windows": 4, "val_batch_size": 4})
+                             "seq_len": 64, "batch_size": 4, "val_windows": 4, "val_batch_size": 4,
+                             "heldout_classes": 0})
     data = prepare_pretrain_data(task, arm="full", data_seed=3)
     corpus = data.provenance["corpus"]
     assert corpus["source"] == "tables" and corpus["tables_seed"] == pretrain_tables_seed(3) != 3
@@ -63,6 +64,6 @@ def test_tables_pretraining_source_reads_other_tables_than_the_task() -> None:
 
 def test_pretrain_task_names_its_sources() -> None:
     task = OmegaConf.create({"data": {"source": "sotab", "path": None, "n_documents": 3, "val_fraction": 0.2},
-                             "seq_len": 64, "val_windows": 4})
+                             "seq_len": 64, "val_windows": 4, "heldout_classes": 0})
     with pytest.raises(InputError, match="not one of: synthetic, files, tables"):
         prepare_pretrain_data(task, arm="full", data_seed=0)
