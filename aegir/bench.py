@@ -57,7 +57,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from aegir.bench_stats import emit, interleaved, spread
+from aegir.bench_stats import emit, measure, spread, timing_fields
 from aegir.exit_status import INPUT_ERROR
 from aegir.models.lm import ByteLM
 from aegir.models.rwkv7 import use_wkv_impl
@@ -68,18 +68,6 @@ RWKV7_MODELS: dict[str, dict[str, int]] = {
     "nano": {"vocab_size": 512, "d_model": 128, "n_layers": 4, "head_size": 32},
     "tiny": {"vocab_size": 512, "d_model": 192, "n_layers": 8, "head_size": 64},
 }
-
-
-def measure(sides: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, dict[str, float]]:
-    """Each side timed `repeats` times after `warmup` untimed rounds, the sides alternating (A B A B ...) so a change
-    of load hits all of them alike -> per side its median, min, max and relative spread (aegir.bench_stats)."""
-    times = interleaved(dict(sides), max(repeats, 1), warmup)
-    return {name: spread(samples) for name, samples in times.items()}
-
-
-def timing_fields(prefix: str, stats: Mapping[str, float]) -> dict[str, float]:
-    """`<prefix>_s` (median), `<prefix>_min_s` and `<prefix>_spread` of one side, for `emit`."""
-    return {f"{prefix}_s": stats["median"], f"{prefix}_min_s": stats["min"], f"{prefix}_spread": stats["spread"]}
 
 
 def _train_step(model: torch.nn.Module, ids: torch.Tensor) -> None:

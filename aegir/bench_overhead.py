@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from aegir.bench_stats import emit, interleaved, spread
+from aegir.bench_stats import emit, measure, timing_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -114,11 +114,10 @@ def bench_overhead(args: Any) -> None:
                  "aegir": lambda: results.__setitem__(
                      "aegir", framework_pretraining(overrides, Path(tmp) / f"run{next(counter)}"))}
         _prepare_once()
-        times = interleaved(sides, args.repeats, warmup=1)  # the warm-up round also builds the corpus
-    bare, aegir = spread(times["bare"]), spread(times["aegir"])
+        stats = measure(sides, args.repeats, warmup=1)  # the warm-up round also builds the corpus
+    bare, aegir = stats["bare"], stats["aegir"]
     emit(bench="overhead", steps=args.steps, threads=torch.get_num_threads(), repeats=args.repeats,
-         bare_s=bare["median"], bare_min_s=bare["min"], bare_spread=bare["spread"], aegir_s=aegir["median"],
-         aegir_min_s=aegir["min"], aegir_spread=aegir["spread"], ratio_median=aegir["median"] / bare["median"],
+         **timing_fields("bare", bare), **timing_fields("aegir", aegir), ratio_median=aegir["median"] / bare["median"],
          ratio_min=aegir["min"] / bare["min"], bare_val_bpb=results["bare"], aegir_val_bpb=results["aegir"])
 
 
@@ -130,11 +129,9 @@ def bench_startup(args: Any) -> None:
     def call(command: list[str]) -> Callable[[], object]:
         return lambda: subprocess.run(command, cwd=tempfile.gettempdir(), capture_output=True, check=False)
 
-    times = interleaved({name: call(cmd) for name, cmd in commands.items()}, args.repeats, warmup=1)
-    for name, samples in times.items():
-        stats = spread(samples)
+    for name, stats in measure({name: call(cmd) for name, cmd in commands.items()}, args.repeats).items():
         emit(bench="startup", command=name, median_s=stats["median"], min_s=stats["min"], max_s=stats["max"],
-             spread=stats["spread"], n=len(samples))
+             spread=stats["spread"], n=int(stats["n"]))
 
 
 def add_parsers(benches: Any) -> None:

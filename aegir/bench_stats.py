@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 
 def emit(**fields: object) -> None:
@@ -34,3 +34,15 @@ def interleaved(sides: dict[str, Callable[[], object]], repeats: int, warmup: in
             fn()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def measure(sides: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, dict[str, float]]:
+    """Each side timed `repeats` times after `warmup` untimed rounds, the sides alternating (A B A B ...) so a change
+    of load hits all of them alike -> per side its median, min, max and relative spread (`spread`)."""
+    times = interleaved(dict(sides), max(repeats, 1), warmup)
+    return {name: spread(samples) for name, samples in times.items()}
+
+
+def timing_fields(prefix: str, stats: Mapping[str, float]) -> dict[str, float]:
+    """`<prefix>_s` (median), `<prefix>_min_s` and `<prefix>_spread` of one side, for `emit`."""
+    return {f"{prefix}_s": stats["median"], f"{prefix}_min_s": stats["min"], f"{prefix}_spread": stats["spread"]}
